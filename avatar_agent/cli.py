@@ -1,0 +1,226 @@
+"""Command line: talk, reply, render, say, models, devices, config, bench.
+
+Every command loads the typed config (``--config``, ``--set key=value``). A user
+mistake (:class:`AvatarError`) prints one ``error:`` line and exits with its code;
+Ctrl-C exits 130 without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from .config import Config, load_config
+from .errors import AvatarError, InputError
+
+log = logging.getLogger("avatar_agent")
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default configs/config.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set llm.max_tokens=64 (repeatable)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of all commands."""
+    parser = argparse.ArgumentParser(prog="avatar-agent", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = _common()
+
+    p = sub.add_parser("talk", parents=[common], help="live conversation: mic -> avatar window + speaker")
+    p.add_argument("--image", type=Path, help="avatar portrait (overrides avatar.image)")
+    p.add_argument("--no-window", action="store_true", help="audio only, no OpenCV window")
+    p.add_argument("--record", type=Path, help="also record the session to this mp4")
+
+    p = sub.add_parser("reply", parents=[common], help="answer a recorded question with the avatar, write an mp4")
+    p.add_argument("--input", "-i", type=Path, required=True, help="question audio (wav/flac/mp3)")
+    p.add_argument("--image", type=Path, help="avatar portrait (overrides avatar.image)")
+    p.add_argument("--output", "-o", type=Path, default=Path("out/reply.mp4"))
+    p.add_argument("--show", action="store_true", help="also play the reply in a window")
+
+    p = sub.add_parser("render", parents=[common], help="lip-sync only: image/video + audio -> mp4")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--image", type=Path)
+    src.add_argument("--video", type=Path)
+    p.add_argument("--audio", type=Path, required=True)
+    p.add_argument("--output", "-o", type=Path, default=Path("out/render.mp4"))
+    p.add_argument("--engine", help="lip-sync engine (overrides lipsync.engine)")
+
+    p = sub.add_parser("say", parents=[common], help="text -> speech -> lip-synced mp4")
+    p.add_argument("text")
+    p.add_argument("--image", type=Path)
+    p.add_argument("--output", "-o", type=Path, default=Path("out/say.mp4"))
+
+    p = sub.add_parser("models", help="model store: list, pull, verify, convert-wav2lip")
+    msub = p.add_subparsers(dest="models_cmd", required=True, metavar="ACTION")
+    msub.add_parser("list", parents=[common], help="known models and their state")
+    mp = msub.add_parser("pull", parents=[common], help="fetch models (default: the embedded defaults)")
+    mp.add_argument("names", nargs="*")
+    mp.add_argument("--force", action="store_true", help="fetch again even if present")
+    mv = msub.add_parser("verify", parents=[common], help="re-hash pulled files")
+    mv.add_argument("names", nargs="*")
+    mc = msub.add_parser("convert-wav2lip", parents=[common], help="Wav2Lip .pth -> OpenVINO IR (extra 'convert')")
+    mc.add_argument("checkpoint", type=Path)
+    mc.add_argument("--output", type=Path, default=None, help="IR path (default checkpoints/wav2lip.xml)")
+    mc.add_argument("--fp16", action="store_true", help="compress weights to FP16")
+
+    p = sub.add_parser("devices", parents=[common], help="list audio input/output devices")
+
+    p = sub.add_parser("config", help="show the effective config")
+    csub = p.add_subparsers(dest="config_cmd", required=True, metavar="ACTION")
+    csub.add_parser("show", parents=[common], help="print the effective config (secrets masked)")
+
+    p = sub.add_parser("bench", parents=[common], help="measure stage speeds on this machine")
+    p.add_argument("what", nargs="*", default=["all"],
+                   help="providers, lipsync, latency or all")
+    return parser
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = list(args.overrides)
+    image = getattr(args, "image", None)
+    if image is not None:
+        overrides.append(f"avatar.image={image}")
+    engine = getattr(args, "engine", None)
+    if engine:
+        overrides.append(f"lipsync.engine={engine}")
+    return load_config(args.config, overrides)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """``config show``."""
+    print(yaml.safe_dump(_config(args).masked(), sort_keys=False), end="")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """``models list|pull|verify|convert-wav2lip``."""
+    from .models import DEFAULT_MODELS, ModelStore
+
+    store = ModelStore(progress=sys.stderr.isatty())
+    if args.models_cmd == "list":
+        for name, spec in sorted(store.registry.items()):
+            state = "pulled" if all((store.folder(name) / f.name).is_file() for f in spec.files) else "-"
+            print(f"{name:20s} {spec.size / 1e6:7.1f} MB  {state:7s} {spec.description}")
+        return 0
+    if args.models_cmd == "pull":
+        for name in args.names or DEFAULT_MODELS:
+            folder = store.pull(name, force=args.force)
+            print(f"{name}: ok ({folder})")
+        return 0
+    if args.models_cmd == "verify":
+        bad = 0
+        for name, state in store.verify(args.names or None).items():
+            print(f"{name}: {state}")
+            bad += state in ("corrupt", "partial")
+        if bad:
+            print("error: corrupt or partial models found; run: avatar-agent models pull --force NAME",
+                  file=sys.stderr)
+        return 4 if bad else 0
+    if args.models_cmd == "convert-wav2lip":
+        from .lipsync.convert import convert_wav2lip
+
+        out = convert_wav2lip(args.checkpoint, args.output, fp16=args.fp16)
+        print(f"wrote {out}")
+        return 0
+    return 2
+
+
+def cmd_reply(args: argparse.Namespace) -> int:
+    """``reply``: answer a question file with an mp4."""
+    from .reply import reply_file
+
+    cfg = _config(args)
+    result = reply_file(cfg, args.input, args.output, show=args.show)
+    print(result.summary())
+    return 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    """``say``: speak text with the avatar into an mp4."""
+    from .reply import say_text
+
+    cfg = _config(args)
+    result = say_text(cfg, args.text, args.output)
+    print(result.summary())
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """``render``: lip-sync an audio file onto an image or video."""
+    from .reply import render_file
+
+    cfg = _config(args)
+    if args.video is not None:
+        cfg.avatar.video = args.video
+    out = render_file(cfg, args.audio, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    """``talk``: the live conversation."""
+    from .live import run_talk
+
+    cfg = _config(args)
+    if args.record is not None:
+        cfg.window.record = args.record
+    return run_talk(cfg, window=not args.no_window)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """``devices``: list audio devices."""
+    from .audio.devices import describe_devices
+
+    print(describe_devices())
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``bench``: run the benchmarks and print a JSON summary."""
+    from .bench import run_bench
+
+    cfg = _config(args)
+    print(json.dumps(run_bench(cfg, args.what), indent=2))
+    return 0
+
+
+COMMANDS = {
+    "talk": cmd_talk, "reply": cmd_reply, "render": cmd_render, "say": cmd_say,
+    "models": cmd_models, "devices": cmd_devices, "config": cmd_config, "bench": cmd_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except AvatarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except FileNotFoundError as exc:  # a path the user gave that vanished mid-run
+        print(f"error: {InputError(f'file not found: {exc.filename}')}", file=sys.stderr)
+        return InputError.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,322 @@
+"""Typed configuration: ``configs/config.yaml`` mirrored one to one by pydantic models.
+
+Load with :func:`load_config` (YAML file + ``section.key=value`` overrides). Every
+validation problem becomes one :class:`ConfigError` line naming the key path, what is
+expected, and the closest valid key when one was misspelt.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from . import registry
+from .errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "config.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ---------------------------------------------------------------- avatar / face
+class AvatarConfig(_Section):
+    image: Path = Field(Path("examples/assets/face.png"), description="Portrait photo (jpg/png).")
+    video: Path | None = Field(None, description="Optional short face video looped as the avatar.")
+    box: tuple[int, int, int, int] | None = Field(
+        None, description="Fixed face box x1,y1,x2,y2 in pixels; skips face detection."
+    )
+
+
+class FaceConfig(_Section):
+    detector: Literal["short", "full"] = Field(
+        "full", description="MediaPipe detector: short range (selfies) or full range."
+    )
+    min_face_px: int = Field(64, ge=16, description="Faces smaller than this are rejected.")
+    min_score: float = Field(0.5, ge=0.0, le=1.0, description="Detection score threshold.")
+    cache: bool = Field(True, description="Cache landmarks per image hash on disk.")
+
+
+# ---------------------------------------------------------------- STT
+class FasterWhisperConfig(_Section):
+    model: str = Field("whisper-tiny.en", description="Model-store name or a CTranslate2 model folder.")
+    device: str = "cpu"
+    compute_type: str = Field("int8", description="int8, int8_float32, float32, ...")
+    beam_size: int = Field(1, ge=1)
+    language: str | None = "en"
+    vad_filter: bool = False
+    cpu_threads: int = Field(0, ge=0, description="0 = library default.")
+
+
+class WhisperConfig(_Section):
+    checkpoint: Path = Field(Path("checkpoints/whisper/tiny.en.pt"), description="Local .pt file.")
+    language: str | None = "en"
+    fp16: bool = False
+
+
+class OpenAISTTConfig(_Section):
+    model: str = "whisper-1"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    language: str | None = "en"
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+
+
+class STTConfig(_Section):
+    provider: str = "faster_whisper"
+    faster_whisper: FasterWhisperConfig = FasterWhisperConfig()
+    whisper: WhisperConfig = WhisperConfig()
+    openai: OpenAISTTConfig = OpenAISTTConfig()
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_provider("stt", v)
+
+
+# ---------------------------------------------------------------- LLM
+class LlamaCppConfig(_Section):
+    model: str = Field("smollm2-135m", description="Model-store name or a .gguf path.")
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int = Field(0, ge=0, description="0 = all cores.")
+    chat_format: str | None = Field(None, description="None = the template stored in the GGUF.")
+    seed: int = 0
+
+
+class OpenAILLMConfig(_Section):
+    model: str = "gpt-4o-mini"
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint (Ollama, vLLM, ...).")
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+
+
+class LLMConfig(_Section):
+    provider: str = "llama_cpp"
+    system_prompt: str = (
+        "You are a friendly talking avatar. Answer in one or two short spoken sentences. "
+        "No markdown, no lists, no emojis."
+    )
+    max_tokens: int = Field(96, ge=1)
+    temperature: float = Field(0.3, ge=0.0, le=2.0)
+    history_turns: int = Field(6, ge=0, description="User/assistant pairs kept in context.")
+    llama_cpp: LlamaCppConfig = LlamaCppConfig()
+    openai: OpenAILLMConfig = OpenAILLMConfig()
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_provider("llm", v)
+
+
+# ---------------------------------------------------------------- TTS
+class PiperConfig(_Section):
+    voice: str = Field("piper-joe-medium", description="Model-store name or a .onnx voice path.")
+    length_scale: float = Field(1.0, gt=0, description=">1 speaks slower.")
+    noise_scale: float = Field(0.667, ge=0)
+    noise_w: float = Field(0.8, ge=0)
+    speaker_id: int | None = None
+
+
+class CoquiConfig(_Section):
+    model_path: Path | None = Field(None, description="Local model checkpoint (.pth).")
+    config_path: Path | None = Field(None, description="Its config.json.")
+    speaker: str | None = None
+
+
+class OpenAITTSConfig(_Section):
+    model: str = "tts-1"
+    voice: str = "alloy"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    speed: float = Field(1.0, gt=0)
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+
+
+class TTSConfig(_Section):
+    provider: str = "piper"
+    piper: PiperConfig = PiperConfig()
+    coqui: CoquiConfig = CoquiConfig()
+    openai: OpenAITTSConfig = OpenAITTSConfig()
+
+    @field_validator("provider")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_provider("tts", v)
+
+
+# ---------------------------------------------------------------- lip-sync
+class VisemeConfig(_Section):
+    gain: float = Field(1.0, gt=0, description="Mouth opening per unit of loudness.")
+    max_open: float = Field(1.0, gt=0, le=2.0, description="Largest opening (1 = natural wide).")
+    attack_ms: float = Field(30.0, ge=0)
+    release_ms: float = Field(80.0, ge=0)
+    teeth: bool = True
+
+
+class Wav2LipConfig(_Section):
+    model: Path = Field(Path("checkpoints/wav2lip.xml"), description="OpenVINO IR or ONNX.")
+    device: str = "CPU"
+    batch_size: int = Field(16, ge=1)
+    pads: tuple[int, int, int, int] = Field((0, 10, 0, 0), description="top, bottom, left, right")
+    precision: Literal["auto", "f32", "bf16"] = "auto"
+    skip_silence: bool = True
+
+
+class LipSyncConfig(_Section):
+    engine: str = "viseme"
+    fps: int = Field(25, ge=1, le=60)
+    head_motion: bool = Field(False, description="Slight idle head motion (talk turns it on).")
+    blink: bool = True
+    seed: int = 0
+    viseme: VisemeConfig = VisemeConfig()
+    wav2lip: Wav2LipConfig = Wav2LipConfig()
+
+    @field_validator("engine")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_provider("lipsync", v)
+
+
+# ---------------------------------------------------------------- audio / window
+class VADConfig(_Section):
+    aggressiveness: int = Field(2, ge=0, le=3)
+    frame_ms: Literal[10, 20, 30] = 20
+    preroll_ms: int = Field(300, ge=0)
+    hangover_ms: int = Field(600, ge=0)
+    min_utterance_ms: int = Field(300, ge=0)
+    max_utterance_s: float = Field(20.0, gt=0)
+
+
+class AudioConfig(_Section):
+    input_device: str | int | None = Field(None, description="Name substring or index; None = default.")
+    output_device: str | int | None = None
+    sample_rate: int = Field(16000, description="Pipeline rate for capture/STT.")
+    block_ms: int = Field(20, ge=10, le=100)
+    vad: VADConfig = VADConfig()
+    barge_in: bool = True
+    echo: Literal["gate", "none"] = Field(
+        "gate", description="gate: ignore the mic's VAD while the avatar speaks unless barge-in."
+    )
+
+
+class WindowConfig(_Section):
+    title: str = "avatar_agent"
+    show_status: bool = True
+    scale: float = Field(1.0, gt=0)
+    record: Path | None = Field(None, description="Also write the session to this mp4.")
+
+
+class TranscriptConfig(_Section):
+    path: Path = Path("out/transcript.jsonl")
+
+
+class Config(_Section):
+    avatar: AvatarConfig = AvatarConfig()
+    face: FaceConfig = FaceConfig()
+    stt: STTConfig = STTConfig()
+    llm: LLMConfig = LLMConfig()
+    tts: TTSConfig = TTSConfig()
+    lipsync: LipSyncConfig = LipSyncConfig()
+    audio: AudioConfig = AudioConfig()
+    window: WindowConfig = WindowConfig()
+    transcript: TranscriptConfig = TranscriptConfig()
+
+    def masked(self) -> dict[str, Any]:
+        """The config as plain data, with any secret-looking value masked."""
+        data = self.model_dump(mode="json")
+        return _mask(data)
+
+
+def _mask(node: Any, key: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _mask(v, k) for k, v in node.items()}
+    if isinstance(node, str) and any(s in key.lower() for s in ("secret", "password", "token")):
+        return "***"
+    if key == "api_key_env" and isinstance(node, str):
+        return f"{node} ({'set' if os.environ.get(node) else 'not set'})"
+    return node
+
+
+def _check_provider(role: str, value: str) -> str:
+    if value not in registry.PROVIDERS[role]:
+        close = difflib.get_close_matches(value, registry.names(role), n=1)
+        near = f"; did you mean '{close[0]}'?" if close else ""
+        raise ValueError(f"unknown provider '{value}', expected one of {registry.names(role)}{near}")
+    return value
+
+
+# ---------------------------------------------------------------- loading
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load ``path`` (default ``configs/config.yaml``) and apply ``key.path=value`` overrides."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML", hint="fix the syntax") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        data = loaded or {}
+    elif path != DEFAULT_CONFIG:
+        raise ConfigError(f"config file not found: {path}", hint="pass an existing file to --config")
+    for item in overrides:
+        _apply_override(data, item)
+    return validate(data)
+
+
+def validate(data: dict[str, Any]) -> Config:
+    """Validate plain data into a :class:`Config`; errors become one-line ConfigErrors."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0], data)) from None
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected section.key=value", hint="e.g. --set llm.max_tokens=64")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        valid = _valid_keys(err["loc"][:-1])
+        close = difflib.get_close_matches(str(err["loc"][-1]), valid, n=1)
+        near = f"; did you mean '{close[0]}'?" if close else ""
+        return f"config: unknown key '{loc}'{near} (valid here: {', '.join(valid)})"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"config: {loc}: {msg}{got_text}"
+
+
+def _valid_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            break
+        model = field.annotation
+    return sorted(model.model_fields)

@@ -1,0 +1,47 @@
+"""Lip-sync engines: a portrait and speech audio in, BGR frames at ``fps`` out.
+
+``prepare(image)`` runs once per avatar (face detection, landmarks, caches) and returns
+an engine state. ``render(state, pcm, sr)`` turns one speech chunk into frames; the
+state carries the mouth and the audio/frame counters across chunks, so consecutive
+sentences join without a seam and the total frame count stays
+``round(total_samples * fps / sr)`` (no drift). ``idle(state, t)`` is the face while
+listening at time ``t`` seconds (blinks, optional head motion, mouth closed).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from ..types import FrameChunk, PhonemeTiming
+
+
+class LipSyncEngine(ABC):
+    """Base of every lip-sync engine."""
+
+    name = "lipsync"
+    fps: float = 25.0
+
+    @abstractmethod
+    def prepare(self, image_bgr: np.ndarray) -> Any:
+        """Analyse the avatar (H, W, 3) uint8 BGR once; returns the engine state."""
+
+    @abstractmethod
+    def render(self, state: Any, pcm: np.ndarray, sample_rate: int,
+               phonemes: tuple[PhonemeTiming, ...] | None = None) -> np.ndarray:
+        """(N,) float32 speech -> (F, H, W, 3) uint8 BGR frames at ``fps``."""
+
+    @abstractmethod
+    def idle(self, state: Any, t: float) -> np.ndarray:
+        """The idle face at time ``t`` (s): (H, W, 3) uint8 BGR."""
+
+    def reset(self, state: Any) -> None:  # noqa: B027 - optional hook
+        """Forget the mouth state / counters (a turn was interrupted)."""
+
+    def render_chunk(self, state: Any, pcm: np.ndarray, sample_rate: int, text: str = "",
+                     phonemes: tuple[PhonemeTiming, ...] | None = None) -> FrameChunk:
+        """:meth:`render` wrapped as a :class:`FrameChunk` carrying its audio."""
+        frames = self.render(state, pcm, sample_rate, phonemes)
+        return FrameChunk(frames=frames, fps=self.fps, audio=pcm, sample_rate=sample_rate, text=text)
