@@ -1,0 +1,54 @@
+# avatar_agent — two commands on a fresh machine:
+#   make demo   install (.venv, extra 'local'), pull the default models, answer
+#               examples/assets/question.wav with the avatar -> out/reply.mp4 (window if $DISPLAY)
+#   make test   install (.venv, extras 'local,dev'), Debian test packages, models, run pytest
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-dev models assets sysdeps sysdeps-test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -U pip wheel
+
+$(VENV)/.local-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[local,examples]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[local,examples,dev]'
+	touch $@ $(VENV)/.local-installed
+
+install: $(VENV)/.local-installed
+install-dev: $(VENV)/.dev-installed
+
+sysdeps:
+	bash scripts/install-sysdeps.sh runtime
+
+sysdeps-test:
+	bash scripts/install-sysdeps.sh test
+
+models: | $(BIN)/python
+	$(BIN)/avatar-agent models pull
+
+assets: | $(BIN)/python
+	@test -f examples/assets/face.png -a -f examples/assets/question.wav || $(BIN)/python examples/make_assets.py
+
+demo: sysdeps install models assets
+	$(BIN)/python examples/demo_conversation.py --image examples/assets/face.png \
+	  --input-audio examples/assets/question.wav --output out/reply.mp4 $(if $(DISPLAY),--show)
+
+test: sysdeps-test install-dev models assets
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-dev models assets
+	$(BIN)/avatar-agent bench all
+
+lint: install-dev
+	$(BIN)/ruff check avatar_agent tests examples benchmarks
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

@@ -1,0 +1,240 @@
+"""The orchestrator: one conversational turn as a chain of streaming stages.
+
+    Utterance ─STT→ Transcript ─LLM→ TextDelta* ─splitter→ Sentence* ─TTS→ SpeechChunk*
+              ─lip-sync→ FrameChunk*  (yielded in order, first one while the LLM still writes)
+
+Stages are asyncio tasks joined by bounded queues; blocking model calls run in each
+provider's single-worker executor (see ``workers.py``). Cancelling the consumer of
+:meth:`Pipeline.respond` cancels the whole turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import registry
+from .audio.io import rms_db
+from .config import Config
+from .lipsync.base import LipSyncEngine
+from .llm.base import LLM, ChatHistory
+from .llm.splitter import split_sentences
+from .models import ModelStore
+from .stt.base import STT
+from .transcript import TranscriptLog
+from .tts.base import TTS
+from .types import FrameChunk, Sentence, SpeechChunk, Transcript, TurnMetrics, Utterance
+from .workers import Worker
+
+log = logging.getLogger(__name__)
+
+# Below this level (dBFS) an utterance is treated as silence without running STT.
+SILENCE_DB = -50.0
+HEARD_NOTHING = "Sorry, I didn't hear anything. Could you say that again?"
+COULD_NOT_ANSWER = "Sorry, I could not answer that just now. Please try again."
+_QUEUE = 4  # bounded queues between stages: back-pressure, little latency
+
+
+@dataclass
+class TurnResult:
+    """What one turn produced: the user's words, the reply and its timings."""
+
+    transcript: Transcript
+    reply_text: str = ""
+    heard_nothing: bool = False
+    failed: str | None = None
+    metrics: TurnMetrics = field(default_factory=TurnMetrics)
+
+    def summary(self) -> str:
+        """Human-readable lines for the CLI."""
+        m = self.metrics
+        stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in m.stages.items())
+        lines = [f"you said: {self.transcript.text or '(nothing)'}",
+                 f"avatar:   {self.reply_text}",
+                 f"timings:  {stages}"]
+        if m.first_frame_s is not None:
+            lines.append(f"first frame after {m.first_frame_s * 1000:.0f} ms; total {m.total_s or 0:.2f} s")
+        return "\n".join(lines)
+
+
+class Pipeline:
+    """STT, LLM, TTS and lip-sync assembled for conversational turns."""
+
+    def __init__(self, *, cfg: Config, stt: STT, llm: LLM, tts: TTS, engine: LipSyncEngine,
+                 transcript: TranscriptLog | None = None) -> None:
+        self.cfg = cfg
+        self.stt = stt                      # speech -> text, one utterance at a time
+        self.llm = llm                      # text -> streamed reply deltas
+        self.tts = tts                      # sentence -> speech chunks
+        self.engine = engine                # speech chunk -> lip-synced frames
+        self.history = ChatHistory(cfg.llm.system_prompt, cfg.llm.history_turns)
+        self.transcript = transcript or TranscriptLog(cfg.transcript.path)
+        self._lipsync = Worker("lipsync")   # engine math off the loop, one thread
+
+    @classmethod
+    def from_config(cls, cfg: Config, store: ModelStore | None = None) -> Pipeline:
+        """Build every provider named in ``cfg`` (lazy imports; nothing loaded yet)."""
+        store = store or ModelStore()
+        return cls(
+            cfg=cfg,
+            stt=registry.create("stt", cfg.stt.provider, cfg=cfg, store=store),
+            llm=registry.create("llm", cfg.llm.provider, cfg=cfg, store=store),
+            tts=registry.create("tts", cfg.tts.provider, cfg=cfg, store=store),
+            engine=registry.create("lipsync", cfg.lipsync.engine, cfg=cfg, store=store),
+        )
+
+    def load(self) -> dict[str, float]:
+        """Load all models now (blocking); returns load seconds per stage."""
+        times = {}
+        for name, part in (("stt", self.stt), ("llm", self.llm), ("tts", self.tts)):
+            t0 = time.perf_counter()
+            part.load()
+            times[name] = time.perf_counter() - t0
+        return times
+
+    def tts_rate(self) -> int:
+        """Sample rate of the TTS voice (for writers and playback)."""
+        return int(getattr(self.tts, "sample_rate", 22050))
+
+    async def prepare_avatar(self, image: np.ndarray) -> Any:
+        """Run the engine's one-time analysis of the avatar (face, landmarks)."""
+        return await self._lipsync.run(self.engine.prepare, image)
+
+    # ---------------------------------------------------------------- one turn
+    async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None) -> Transcript:
+        """Transcribe an utterance; near-silence gives an empty transcript without STT."""
+        if rms_db(utt.pcm) < SILENCE_DB:
+            return Transcript(text="", audio_s=utt.duration_s)
+        t0 = time.perf_counter()
+        result = await self.stt.transcribe(utt)
+        if metrics is not None:
+            metrics.stages["stt"] = time.perf_counter() - t0
+        return result
+
+    async def respond(self, user_text: str, state: Any, *, t0: float | None = None,
+                      metrics: TurnMetrics | None = None, reply: list[str] | None = None,
+                      ) -> AsyncIterator[FrameChunk]:
+        """Stream the avatar's answer to ``user_text`` as lip-synced chunks, in order.
+
+        ``t0``: the perf-counter origin of the metrics (end of user speech);
+        ``reply``: filled with the spoken sentences as they are produced.
+        """
+        t0 = time.perf_counter() if t0 is None else t0
+        metrics = metrics if metrics is not None else TurnMetrics()
+        reply = reply if reply is not None else []
+        messages = self.history.messages(user_text)
+        sentences: asyncio.Queue[Sentence | None] = asyncio.Queue(_QUEUE)
+        speech: asyncio.Queue[SpeechChunk | None] = asyncio.Queue(_QUEUE)
+
+        async def think() -> None:
+            async def deltas():
+                async for delta in self.llm.stream(messages, max_tokens=self.cfg.llm.max_tokens,
+                                                   temperature=self.cfg.llm.temperature):
+                    if metrics.first_token_s is None:
+                        metrics.first_token_s = time.perf_counter() - t0
+                    yield delta
+
+            async for sentence in split_sentences(deltas()):
+                if metrics.first_sentence_s is None:
+                    metrics.first_sentence_s = time.perf_counter() - t0
+                await sentences.put(sentence)
+            await sentences.put(None)
+
+        async def speak() -> None:
+            while (sentence := await sentences.get()) is not None:
+                async for chunk in self.tts.synthesize(sentence.text):
+                    if metrics.first_audio_s is None:
+                        metrics.first_audio_s = time.perf_counter() - t0
+                    await speech.put(chunk if chunk.text else
+                                     SpeechChunk(chunk.pcm, chunk.sample_rate, sentence.text, chunk.phonemes))
+            await speech.put(None)
+
+        tasks = [asyncio.create_task(think(), name="turn-think"),
+                 asyncio.create_task(speak(), name="turn-speak")]
+        pending = set(tasks)
+        try:
+            while True:
+                getter = asyncio.ensure_future(speech.get())
+                while not getter.done():
+                    await asyncio.wait([getter, *pending], return_when=asyncio.FIRST_COMPLETED)
+                    for task in [t for t in pending if t.done()]:
+                        pending.discard(task)
+                        if task.exception() is not None:  # a stage failed: fail the turn
+                            getter.cancel()
+                            raise task.exception()
+                chunk = getter.result()
+                if chunk is None:
+                    break
+                frames = await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm,
+                                                 chunk.sample_rate, chunk.text, chunk.phonemes)
+                if metrics.first_frame_s is None:
+                    metrics.first_frame_s = time.perf_counter() - t0
+                reply.append(chunk.text)
+                yield frames
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        metrics.total_s = time.perf_counter() - t0
+
+    async def say(self, text: str, state: Any) -> AsyncIterator[FrameChunk]:
+        """Speak fixed ``text`` (no LLM) as lip-synced chunks."""
+        async for chunk in self.tts.synthesize(text):
+            yield await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm,
+                                          chunk.sample_rate, text, chunk.phonemes)
+
+    async def turn(self, utt: Utterance, state: Any) -> tuple[TurnResult, AsyncIterator[FrameChunk]]:
+        """Hear ``utt`` and return the result plus the stream of reply chunks.
+
+        The result's ``reply_text``/``metrics`` are complete once the stream is exhausted;
+        the turn is then appended to the transcript and the history.
+        """
+        t0 = time.perf_counter()
+        result = TurnResult(transcript=Transcript(text=""))
+        result.transcript = await self.hear(utt, result.metrics)
+        result.metrics.stt_s = time.perf_counter() - t0
+        return result, self._stream_turn(result, state, t0)
+
+    async def _stream_turn(self, result: TurnResult, state: Any, t0: float) -> AsyncIterator[FrameChunk]:
+        spoken: list[str] = []
+        user_text = result.transcript.text
+        try:
+            if not user_text:
+                result.heard_nothing = True
+                async for chunk in self.say(HEARD_NOTHING, state):
+                    spoken.append(chunk.text)
+                    yield chunk
+            else:
+                try:
+                    async for chunk in self.respond(user_text, state, t0=t0, metrics=result.metrics,
+                                                    reply=spoken):
+                        yield chunk
+                except Exception as exc:  # a failing turn never ends the conversation
+                    result.failed = str(exc)
+                    log.warning("turn failed", extra={"error": type(exc).__name__})
+                    async for chunk in self.say(COULD_NOT_ANSWER, state):
+                        yield chunk
+                    spoken = [COULD_NOT_ANSWER]
+        finally:
+            result.reply_text = " ".join(s.strip() for s in spoken if s.strip())
+            if result.metrics.total_s is None:
+                result.metrics.total_s = time.perf_counter() - t0
+            result.metrics.stages.setdefault("total", result.metrics.total_s)
+            if user_text and not result.failed:
+                self.history.add(user_text, result.reply_text)
+            self.transcript.append({"user": user_text, "assistant": result.reply_text,
+                                    "heard_nothing": result.heard_nothing, "error": result.failed,
+                                    "metrics": result.metrics.as_dict()})
+
+    async def aclose(self) -> None:
+        """Close providers and workers."""
+        for part in (self.stt, self.llm, self.tts):
+            if part is not None:
+                await part.aclose()
+        self._lipsync.close()

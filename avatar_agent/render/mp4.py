@@ -1,0 +1,141 @@
+"""MP4 writer (PyAV): H.264 video + AAC audio, muxed in-process.
+
+Frame k is stamped at exactly ``k / fps`` and audio sample n at ``n / sample_rate``, so a
+file is in sync by construction. Chunks can be appended as they are produced.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from ..audio.io import resample
+from ..errors import InputError
+from ..types import FrameChunk
+
+
+class Mp4Writer:
+    """Streamed mp4 writer. Use as a context manager or call :meth:`close`.
+
+    ``fps``: video frame rate; ``sample_rate``: audio rate in the file (chunks at other
+    rates are resampled); frames are (H, W, 3) uint8 BGR, all the same size (odd sizes are
+    cropped by one pixel to satisfy yuv420p).
+    """
+
+    def __init__(self, path: str | Path, fps: float = 25.0, sample_rate: int = 22050,
+                 *, crf: int = 20, preset: str = "veryfast") -> None:
+        import av
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fps = fps
+        self.sample_rate = sample_rate
+        try:
+            self._container = av.open(str(self.path), mode="w")
+        except (OSError, av.error.FFmpegError) as exc:
+            raise InputError(f"cannot write {self.path}: {exc}", hint="check the output folder") from None
+        self._video = None
+        self._crf, self._preset = crf, preset
+        self._audio = self._container.add_stream("aac", rate=sample_rate)
+        self._audio.layout = "mono"
+        self._audio.time_base = Fraction(1, sample_rate)
+        self.frames_written = 0
+        self.samples_written = 0
+        self._size: tuple[int, int] | None = None
+
+    def _open_video(self, height: int, width: int) -> None:
+        w, h = width - width % 2, height - height % 2
+        video = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        video.width, video.height = w, h
+        video.pix_fmt = "yuv420p"
+        video.options = {"crf": str(self._crf), "preset": self._preset}
+        video.time_base = Fraction(1, int(round(self.fps * 1000))) if self.fps % 1 else Fraction(1, int(self.fps))
+        self._video, self._size = video, (h, w)
+
+    def add_frames(self, frames: np.ndarray) -> None:
+        """Append (F, H, W, 3) or (H, W, 3) uint8 BGR frames."""
+        import av
+
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        for frame in frames:
+            if self._video is None:
+                self._open_video(*frame.shape[:2])
+            h, w = self._size
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format="bgr24")
+            vf.pts = int(round(self.frames_written / self.fps / self._video.time_base))
+            vf.time_base = self._video.time_base
+            for packet in self._video.encode(vf):
+                self._container.mux(packet)
+            self.frames_written += 1
+
+    def add_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
+        """Append (N,) float32 mono audio at ``sample_rate``."""
+        import av
+
+        pcm = resample(np.asarray(pcm, dtype=np.float32), sample_rate, self.sample_rate)
+        if len(pcm) == 0:
+            return
+        af = av.AudioFrame.from_ndarray(pcm[None, :], format="flt", layout="mono")
+        af.sample_rate = self.sample_rate
+        af.pts = self.samples_written
+        af.time_base = Fraction(1, self.sample_rate)
+        for packet in self._audio.encode(af):
+            self._container.mux(packet)
+        self.samples_written += len(pcm)
+
+    def add_chunk(self, chunk: FrameChunk) -> None:
+        """Append a lip-synced chunk (its frames and its audio)."""
+        self.add_frames(chunk.frames)
+        self.add_audio(chunk.audio, chunk.sample_rate)
+
+    @property
+    def video_s(self) -> float:
+        """Seconds of video written so far."""
+        return self.frames_written / self.fps
+
+    @property
+    def audio_s(self) -> float:
+        """Seconds of audio written so far."""
+        return self.samples_written / self.sample_rate
+
+    def close(self) -> Path:
+        """Flush encoders and finish the file; returns its path."""
+        if self._container is None:
+            return self.path
+        if self._video is not None:
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+        for packet in self._audio.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+        return self.path
+
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def probe(path: str | Path) -> dict[str, float]:
+    """Durations (s), frame count and fps of an mp4's streams, read back with PyAV."""
+    import av
+
+    out: dict[str, float] = {}
+    with av.open(str(path)) as container:
+        for stream in container.streams:
+            kind = stream.type
+            if stream.duration is not None:
+                out[f"{kind}_s"] = float(stream.duration * stream.time_base)
+            if kind == "video":
+                out["fps"] = float(stream.average_rate)
+                out["frames"] = float(stream.frames)
+                out["width"], out["height"] = float(stream.width), float(stream.height)
+            if kind == "audio":
+                out["sample_rate"] = float(stream.rate)
+    return out
