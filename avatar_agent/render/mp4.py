@@ -29,10 +29,10 @@ class Mp4Writer:
         import av
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fps = fps
         self.sample_rate = sample_rate
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._container = av.open(str(self.path), mode="w")
         except (OSError, av.error.FFmpegError) as exc:
             raise InputError(f"cannot write {self.path}: {exc}", hint="check the output folder") from None
