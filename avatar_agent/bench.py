@@ -1,0 +1,39 @@
+"""``avatar-agent bench``: run the scripts in ``benchmarks/`` and collect their numbers.
+
+Each ``benchmarks/bench_<area>.py`` exposes ``run(cfg) -> dict``. Results are printed as
+JSON; the recorded figures live in ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .errors import InputError
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+AREAS = ("providers", "lipsync", "latency")
+
+
+def run_bench(cfg: Config, what: list[str]) -> dict[str, Any]:
+    """Run the named areas (``all`` = every area) and return their results."""
+    areas = list(AREAS) if "all" in what else what
+    unknown = [a for a in areas if a not in AREAS]
+    if unknown:
+        raise InputError(f"unknown benchmark '{unknown[0]}'", hint=f"choose from: {', '.join(AREAS)}, all")
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
+                               or platform.machine()}
+    for area in areas:
+        path = BENCH_DIR / f"bench_{area}.py"
+        if not path.is_file():
+            raise InputError(f"benchmark script {path} not found", hint="run from a source checkout")
+        spec = importlib.util.spec_from_file_location(f"bench_{area}", path)
+        module = importlib.util.module_from_spec(spec)
+        assert spec.loader is not None
+        spec.loader.exec_module(module)
+        results[area] = module.run(cfg)
+    return results
