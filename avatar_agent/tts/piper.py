@@ -1,0 +1,107 @@
+"""Piper (VITS on onnxruntime) text-to-speech: the offline default.
+
+The voice is a model-store name (``piper-joe-medium``) or a path to a ``.onnx`` voice
+with its ``.onnx.json`` beside it. piper-tts 1.8 ``PiperVoice.synthesize`` yields one
+``AudioChunk`` per sentence (22050 Hz for joe-medium); the generator is consumed in the
+provider's worker thread and each sentence becomes one :class:`SpeechChunk`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ModelError
+from ..types import PhonemeTiming, SpeechChunk
+from ..workers import Worker
+from .base import TTS
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..models import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+def resolve_voice(voice: str, store: ModelStore) -> Path:
+    """A model-store name or an ``.onnx`` path -> the voice file (its json must sit beside it)."""
+    path = Path(voice).expanduser()
+    if path.suffix == ".onnx" or path.is_file():
+        if not path.is_file():
+            raise ModelError(f"tts.piper.voice: file not found: {path}",
+                             hint="give an existing .onnx voice or a model-store name")
+        if not Path(f"{path}.json").is_file():
+            raise ModelError(f"tts.piper.voice: {path}.json is missing",
+                             hint="place the voice's .onnx.json next to the .onnx file")
+        return path
+    if voice in store.registry:
+        return store.path(voice)
+    raise ModelError(f"tts.piper.voice: '{voice}' is neither a model-store name nor an .onnx file",
+                     hint=f"use one of {sorted(store.registry)} or a path to a .onnx voice")
+
+
+class PiperTTS(TTS):
+    """Piper voice; one :class:`SpeechChunk` per sentence at the voice's sample rate."""
+
+    name = "piper"
+
+    def __init__(self, *, cfg: Config, store: ModelStore) -> None:
+        self._cfg = cfg.tts.piper
+        self._voice_path = resolve_voice(self._cfg.voice, store)
+        self._worker = Worker("tts")
+        self._voice = None
+        self._lock = threading.Lock()
+
+    @property
+    def sample_rate(self) -> int:
+        """Output rate in Hz (loads the voice config)."""
+        self.load()
+        return int(self._voice.config.sample_rate)  # type: ignore[union-attr]
+
+    def load(self) -> None:
+        """Load the ONNX voice (blocking; ~0.5-3 s the first time)."""
+        with self._lock:
+            if self._voice is not None:
+                return
+            from piper import PiperVoice
+
+            self._voice = PiperVoice.load(str(self._voice_path))
+            log.info("piper voice loaded", extra={"sample_rate": self._voice.config.sample_rate})
+
+    def _chunks(self, text: str, stop: threading.Event) -> Iterator[SpeechChunk]:
+        from piper import SynthesisConfig
+
+        self.load()
+        c = self._cfg
+        syn = SynthesisConfig(speaker_id=c.speaker_id, length_scale=c.length_scale,
+                              noise_scale=c.noise_scale, noise_w_scale=c.noise_w)
+        for chunk in self._voice.synthesize(text, syn):  # type: ignore[union-attr]
+            yield SpeechChunk(pcm=chunk.audio_float_array, sample_rate=chunk.sample_rate,
+                              text=text, phonemes=_timings(chunk))
+            if stop.is_set():  # consumer gone: do not synthesize the next sentence
+                return
+
+    async def _synthesize_impl(self, text: str) -> AsyncIterator[SpeechChunk]:
+        async for chunk in self._worker.iterate(lambda stop: self._chunks(text, stop)):
+            yield chunk
+
+    async def aclose(self) -> None:
+        """Release the worker thread."""
+        self._worker.close()
+
+
+def _timings(chunk) -> tuple[PhonemeTiming, ...] | None:
+    """Phoneme timings from Piper's alignments, when the voice model provides them."""
+    aligns = getattr(chunk, "phoneme_alignments", None)
+    if not aligns:
+        return None
+    out: list[PhonemeTiming] = []
+    t = 0.0
+    for a in aligns:
+        dur = a.num_samples / float(chunk.sample_rate)
+        out.append(PhonemeTiming(a.phoneme, t, t + dur))
+        t += dur
+    return tuple(out)

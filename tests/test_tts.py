@@ -1,0 +1,80 @@
+"""TTS providers on the real bundled Piper voice (en_US-joe-medium, 22050 Hz)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from avatar_agent import registry
+from avatar_agent.config import Config
+from avatar_agent.errors import ModelError
+
+
+@pytest.fixture(scope="module")
+def piper(cfg, store):
+    tts = registry.create("tts", "piper", cfg=cfg, store=store)
+    tts.load()
+    return tts
+
+
+async def test_piper_speaks_with_plausible_length(piper):
+    text = "Hello, I am your avatar and I am happy to talk with you today."
+    chunks = [c async for c in piper.synthesize(text)]
+    assert len(chunks) == 1
+    chunk = chunks[0]
+    assert chunk.sample_rate == 22050
+    assert chunk.pcm.dtype == np.float32 and chunk.pcm.ndim == 1
+    # ~13 words at a normal speaking rate (2-4 words/s) -> 3-7 s of audio
+    assert 2.5 < chunk.duration_s < 8.0
+    assert np.abs(chunk.pcm).max() <= 1.0
+    assert float(np.sqrt(np.mean(chunk.pcm**2))) > 0.02  # real speech energy, not silence
+
+
+async def test_piper_one_chunk_per_sentence_in_order(piper):
+    chunks = [c async for c in piper.synthesize("One. Two three four five six. Seven!")]
+    assert len(chunks) == 3
+    assert chunks[0].duration_s < chunks[1].duration_s  # the long sentence is longer
+
+
+async def test_piper_length_scale_slows_speech(store):
+    text = "This sentence is spoken at two different speeds."
+    durations = []
+    for scale in (1.0, 1.5):
+        cfg = Config.model_validate({"tts": {"piper": {"length_scale": scale}}})
+        tts = registry.create("tts", "piper", cfg=cfg, store=store)
+        durations.append(sum([c.duration_s async for c in tts.synthesize(text)]))
+        await tts.aclose()
+    assert durations[1] > durations[0] * 1.3
+
+
+async def test_piper_round_trip_through_stt(piper, cfg, store):
+    from avatar_agent.audio.io import resample
+    from avatar_agent.types import Utterance
+
+    chunks = [c async for c in piper.synthesize("Turn on the kitchen lights.")]
+    pcm = resample(np.concatenate([c.pcm for c in chunks]), chunks[0].sample_rate, 16000)
+    stt = registry.create("stt", "faster_whisper", cfg=cfg, store=store)
+    result = await stt.transcribe(Utterance(pcm=pcm, sample_rate=16000))
+    assert result.text.lower().strip(".") == "turn on the kitchen lights"
+
+
+async def test_piper_empty_text_yields_nothing(piper):
+    assert [c async for c in piper.synthesize("   ")] == []
+
+
+async def test_piper_stopping_early_stops_synthesis(piper):
+    text = " ".join(f"This is sentence number {n}." for n in range(30))
+    got = 0
+    async for _ in piper.synthesize(text):
+        got += 1
+        break
+    assert got == 1
+    # the worker is free again right away (it did not synthesize the other 29 sentences)
+    chunks = [c async for c in piper.synthesize("Still working.")]
+    assert len(chunks) == 1
+
+
+def test_piper_missing_voice_file_is_model_error(store, tmp_path):
+    cfg = Config.model_validate({"tts": {"piper": {"voice": str(tmp_path / "nope.onnx")}}})
+    with pytest.raises(ModelError, match="file not found"):
+        registry.create("tts", "piper", cfg=cfg, store=store)
