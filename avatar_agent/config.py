@@ -194,6 +194,8 @@ class VADConfig(_Section):
     hangover_ms: int = Field(600, ge=0)
     min_utterance_ms: int = Field(300, ge=0)
     max_utterance_s: float = Field(20.0, gt=0)
+    onset_ms: int = Field(60, ge=10, description="Voiced run that counts as speech onset (barge-in).")
+    energy_margin_db: float = Field(9.0, ge=0, description="Speech must be this far above the noise floor.")
 
 
 class AudioConfig(_Section):
@@ -206,6 +208,12 @@ class AudioConfig(_Section):
     echo: Literal["gate", "none"] = Field(
         "gate", description="gate: ignore the mic's VAD while the avatar speaks unless barge-in."
     )
+    echo_gate_db: float = Field(
+        -40.0, le=0, description="echo=gate: while speaking, mic frames below this dBFS are silence."
+    )
+    echo_tail_ms: int = Field(250, ge=0, description="Keep the echo gate this long after playback.")
+    latency: Literal["low", "high"] = Field("low", description="PortAudio latency hint for both streams.")
+    device_retries: int = Field(3, ge=0, description="Reopen a lost input device this many times.")
 
 
 class WindowConfig(_Section):

@@ -1,0 +1,184 @@
+"""Voice activity detection: 16 kHz mono blocks in, :class:`Utterance` s out (webrtcvad).
+
+:class:`VadSegmenter` is plain, synchronous state (no threads, no asyncio): feed it any
+block size with :meth:`VadSegmenter.push`; it slices 10/20/30 ms frames, classifies each
+with webrtcvad and emits events:
+
+* :class:`SpeechStart` as soon as ``onset_ms`` of consecutive voiced frames were heard
+  (the orchestrator uses it for barge-in, so it must come early: 60 ms by default);
+* :class:`Utterance` when ``hangover_ms`` of silence follow the speech (or the utterance
+  reaches ``max_utterance_s``). The utterance keeps ``preroll_ms`` of audio before the
+  onset, so soft first consonants are not clipped. Speech shorter than
+  ``min_utterance_ms`` (a cough, a click) is dropped and reported as :class:`SpeechDrop`.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import VADConfig
+from ..types import Utterance
+from .io import rms_db, to_int16
+
+VAD_RATES = (8000, 16000, 32000, 48000)  # what webrtcvad accepts
+_FLOOR_MIN_DB = -75.0  # digital silence must not make every faint sound "speech"
+_FLOOR_RISE = 0.004    # per frame: ~5 s to follow a louder room, pauses pull it down at once
+
+
+@dataclass(frozen=True)
+class SpeechStart:
+    """Speech onset detected; ``t``: capture time (monotonic s) of the first voiced frame."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class SpeechDrop:
+    """Speech that started was too short to be an utterance; ``t``: when it ended."""
+
+    t: float
+
+
+VadEvent = SpeechStart | SpeechDrop | Utterance
+
+
+class VadSegmenter:
+    """Cuts a continuous 16 kHz mono float32 stream into utterances.
+
+    Times are taken from the ``t`` given to :meth:`push` (capture time of the block's
+    first sample) plus the sample offset inside the stream, so they are exact even
+    when blocks arrive late.
+    """
+
+    def __init__(self, *, sample_rate: int = 16000, frame_ms: int = 20, aggressiveness: int = 2,
+                 preroll_ms: int = 300, hangover_ms: int = 600, min_utterance_ms: int = 300,
+                 max_utterance_s: float = 20.0, onset_ms: int = 60,
+                 energy_margin_db: float = 9.0) -> None:
+        import webrtcvad
+
+        if sample_rate not in VAD_RATES:
+            raise ValueError(f"webrtcvad needs one of {VAD_RATES} Hz, got {sample_rate}")
+        self.sample_rate = sample_rate
+        self.frame_len = sample_rate * frame_ms // 1000
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._margin_db = energy_margin_db
+        self._floor: float | None = None
+        self._frame_s = frame_ms / 1000.0
+        self._onset_frames = max(1, round(onset_ms / frame_ms))
+        self._hangover_frames = max(1, round(hangover_ms / frame_ms))
+        self._min_frames = round(min_utterance_ms / frame_ms)
+        self._max_frames = max(1, round(max_utterance_s * 1000 / frame_ms))
+        self._preroll: collections.deque[np.ndarray] = collections.deque(
+            maxlen=max(1, round(preroll_ms / frame_ms)))
+        self._pending = np.zeros(0, np.float32)
+        self._pending_t = 0.0
+        self.reset()
+
+    @classmethod
+    def from_config(cls, vad: VADConfig, sample_rate: int = 16000) -> VadSegmenter:
+        """Build from the ``audio.vad`` config section."""
+        return cls(sample_rate=sample_rate, frame_ms=vad.frame_ms, aggressiveness=vad.aggressiveness,
+                   preroll_ms=vad.preroll_ms, hangover_ms=vad.hangover_ms,
+                   min_utterance_ms=vad.min_utterance_ms, max_utterance_s=vad.max_utterance_s,
+                   onset_ms=vad.onset_ms, energy_margin_db=vad.energy_margin_db)
+
+    @property
+    def in_speech(self) -> bool:
+        """True between a :class:`SpeechStart` and the end of that utterance."""
+        return self._triggered
+
+    def reset(self) -> None:
+        """Forget any partial utterance and the pre-roll (e.g. after the avatar spoke)."""
+        self._triggered = False
+        self._voiced_run = 0
+        self._silent_run = 0
+        self._speech: list[np.ndarray] = []
+        self._speech_voiced = 0
+        self._t_start = 0.0
+        self._preroll.clear()
+        self._pending = np.zeros(0, np.float32)
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        """Speech decision for one frame of ``frame_len`` float32 samples.
+
+        webrtcvad alone calls steady noise "speech" for seconds after real speech (and
+        for the first frames of a stream; measured on Piper speech + white noise), so a
+        frame must also stand ``energy_margin_db`` above a tracked noise floor.
+        """
+        level = rms_db(frame)
+        floor = max(level, _FLOOR_MIN_DB) if self._floor is None else self._floor
+        if level < floor:
+            self._floor = max(level, _FLOOR_MIN_DB)  # falls at once
+        else:
+            self._floor = floor + (level - floor) * _FLOOR_RISE  # rises over seconds
+        if level < floor + self._margin_db:
+            return False
+        return self._vad.is_speech(to_int16(frame).tobytes(), self.sample_rate)
+
+    def push(self, pcm: np.ndarray, t: float, *, gate: bool = False) -> list[VadEvent]:
+        """Feed (N,) float32 mono captured at monotonic time ``t``; returns the events.
+
+        ``gate=True`` treats every frame as silence (echo gate while the avatar speaks):
+        audio still flows through the pre-roll, but nothing can start.
+        """
+        if len(self._pending) == 0:
+            self._pending_t = t
+        self._pending = np.concatenate([self._pending, np.asarray(pcm, np.float32)])
+        events: list[VadEvent] = []
+        n = self.frame_len
+        while len(self._pending) >= n:
+            frame, self._pending = self._pending[:n], self._pending[n:]
+            t_frame = self._pending_t
+            self._pending_t += self._frame_s
+            voiced = (not gate) and self.is_speech(frame)
+            events.extend(self._step(frame, voiced, t_frame))
+        return events
+
+    def _step(self, frame: np.ndarray, voiced: bool, t: float) -> list[VadEvent]:
+        if not self._triggered:
+            self._preroll.append(frame)
+            self._voiced_run = self._voiced_run + 1 if voiced else 0
+            if self._voiced_run < self._onset_frames:
+                return []
+            # onset: the utterance starts with the pre-roll (which holds the voiced run)
+            self._triggered = True
+            self._speech = list(self._preroll)
+            self._speech_voiced = self._voiced_run
+            self._silent_run = 0
+            self._t_start = t - (self._onset_frames - 1) * self._frame_s
+            self._preroll.clear()
+            return [SpeechStart(self._t_start)]
+        self._speech.append(frame)
+        if voiced:
+            self._speech_voiced += 1
+            self._silent_run = 0
+        else:
+            self._silent_run += 1
+        if self._silent_run >= self._hangover_frames or len(self._speech) >= self._max_frames:
+            return [self._finish(t + self._frame_s)]
+        return []
+
+    def _finish(self, t_end: float) -> VadEvent:
+        # keep a little of the hangover silence (Whisper likes a soft ending), not all of it
+        keep_tail = min(self._silent_run, 10)
+        frames = self._speech[: len(self._speech) - self._silent_run + keep_tail]
+        voiced = self._speech_voiced
+        t_start = self._t_start
+        t_speech_end = t_end - self._silent_run * self._frame_s
+        self._triggered = False
+        self._voiced_run = 0
+        self._silent_run = 0
+        self._speech = []
+        if voiced < self._min_frames:
+            return SpeechDrop(t_end)
+        pcm = np.concatenate(frames).astype(np.float32)
+        return Utterance(pcm=pcm, sample_rate=self.sample_rate, t_start=t_start, t_end=t_speech_end)
+
+    def flush(self, t: float) -> VadEvent | None:
+        """End a running utterance now (stream closed); returns it or ``None``."""
+        if not self._triggered:
+            return None
+        return self._finish(t)
