@@ -128,6 +128,15 @@ class MicCapture:
         n_out = round(len(block) * self.sample_rate / self.device_rate)
         return out[-n_out:]
 
+    def drain(self) -> int:
+        """Drop queued blocks (stale audio) and reset the drop counter; returns how many."""
+        n = 0
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            n += 1
+        self.dropped_blocks = 0
+        return n
+
     async def blocks(self) -> AsyncIterator[AudioBlock]:
         """Captured blocks in order. Raises :class:`DeviceError` if the device stops."""
         while True:

@@ -141,7 +141,7 @@ class Playback:
 
         Returns where it will play on the timeline (at the stream rate).
         """
-        if self._stream is None:
+        if not self.sample_rate:
             raise DeviceError("audio output is not open")
         pcm = resample(np.asarray(pcm, np.float32), sample_rate, self.sample_rate)
         with self._lock:

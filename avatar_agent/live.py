@@ -1,0 +1,341 @@
+"""``avatar-agent talk``: the live conversation on real devices.
+
+    mic ─MicCapture→ AudioBlock* ─VadSegmenter→ SpeechStart / Utterance
+        ─Pipeline.hear/respond→ FrameChunk* ─Playback (master clock) + Presenter (window)
+
+:class:`Conversation` is the state machine (listening → thinking → speaking). The
+listener task never stops while the app runs; each turn is one named, cancellable task.
+Barge-in: speech onset while the avatar speaks cancels the turn, flushes playback
+(silence from the next block on), returns the window to the idle face, and keeps in the
+history only the part of the reply that was heard. Echo: while the avatar speaks the
+mic's quiet frames (``audio.echo_gate_db``) count as silence, so its own voice neither
+barges in nor gets transcribed; without barge-in the mic is ignored while it speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audio.capture import MicCapture
+from .audio.io import rms_db
+from .audio.playback import Playback, Scheduled
+from .audio.vad import SpeechStart, VadSegmenter
+from .config import Config
+from .errors import AvatarError, DeviceError
+from .pipeline import COULD_NOT_ANSWER, Pipeline
+from .render.window import ChunkShow, Presenter
+from .types import FrameChunk, TurnMetrics, Utterance
+
+log = logging.getLogger(__name__)
+
+_PLAYOUT_SLACK_S = 3.0  # a reply not heard this long after it should have ended: device lost
+
+
+@dataclass
+class _Played:
+    chunk: FrameChunk
+    at: Scheduled
+    show: ChunkShow | None
+
+
+@dataclass
+class TurnRecord:
+    """What one live turn did, for the JSONL transcript and the tests."""
+
+    user: str = ""
+    t_end: float = 0.0  # monotonic end of the user's speech: the origin of every metric
+    played: list[_Played] = field(default_factory=list)
+    metrics: TurnMetrics = field(default_factory=TurnMetrics)
+    interrupted: bool = False
+    error: str | None = None
+
+
+def heard_text(played: list[_Played], heard_pos: int) -> str:
+    """The reply text the listener heard by timeline position ``heard_pos``.
+
+    Whole sentences that finished count fully; the one cut off keeps the share of its
+    words matching the share of its audio heard (speech rate is near constant).
+    """
+    words: list[str] = []
+    for item in played:
+        total = item.at.length
+        got = min(max(heard_pos - item.at.start, 0), total)
+        parts = item.chunk.text.split()
+        if got >= total:
+            words.extend(parts)
+        elif got > 0:
+            words.extend(parts[: int(len(parts) * got / total)])
+            words.append("…")
+            break
+        else:
+            break
+    return " ".join(words)
+
+
+class Conversation:
+    """Listens, answers, and gets interrupted. Run with :meth:`run` until :meth:`quit`."""
+
+    def __init__(self, *, cfg: Config, pipeline: Pipeline, mic: MicCapture, playback: Playback,
+                 presenter: Presenter, avatar_state: Any) -> None:
+        self.cfg = cfg
+        self.pipeline = pipeline      # STT → LLM → TTS → lip-sync, one turn at a time
+        self.mic = mic                # 16 kHz blocks from the device callback
+        self.playback = playback      # speaker queue; its sample count is the master clock
+        self.presenter = presenter    # window thread, frames paced by that clock
+        self.avatar_state = avatar_state
+        self.vad = VadSegmenter.from_config(cfg.audio.vad, mic.sample_rate)
+        self.state = "listening"
+        self.turns: list[TurnRecord] = []
+        self.barge_ins = 0
+        self._turn: asyncio.Task | None = None
+        self._current: TurnRecord | None = None
+        self._quit = asyncio.Event()
+        self._gate_until = 0.0
+
+    # ---------------------------------------------------------------- control
+    def quit(self) -> None:
+        """Ask the conversation to end (loop thread)."""
+        self._quit.set()
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.presenter.set_state(state)
+        log.info("state", extra={"state": state})
+
+    # ---------------------------------------------------------------- main loop
+    async def run(self) -> None:
+        """Listen until :meth:`quit`; raises :class:`DeviceError` when the mic is lost for good."""
+        self.mic.drain()  # audio captured while the models loaded is stale
+        listener = asyncio.create_task(self._listen_forever(), name="talk-listen")
+        quitter = asyncio.create_task(self._quit.wait(), name="talk-quit")
+        try:
+            await asyncio.wait([listener, quitter], return_when=asyncio.FIRST_COMPLETED)
+            if listener.done() and not listener.cancelled() and listener.exception() is not None:
+                raise listener.exception()
+        finally:
+            for task in (listener, quitter):
+                task.cancel()
+            await self._cancel_turn(record_heard=True)
+            await asyncio.gather(listener, quitter, return_exceptions=True)
+
+    async def _listen_forever(self) -> None:
+        retries = self.cfg.audio.device_retries
+        while True:
+            try:
+                await self._listen()
+                return
+            except DeviceError as exc:
+                if retries <= 0:
+                    raise
+                retries -= 1
+                log.warning("mic lost, reopening", extra={"error": str(exc), "left": retries})
+                self.mic.close()
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(DeviceError):
+                    self.mic.start()
+
+    async def _listen(self) -> None:
+        async for block in self.mic.blocks():
+            for event in self.vad.push(block.pcm, block.t, gate=self._gated(block.pcm)):
+                if isinstance(event, SpeechStart):
+                    if self.state == "speaking" and self.cfg.audio.barge_in:
+                        await self._barge_in(event.t)
+                elif isinstance(event, Utterance):
+                    await self._cancel_turn(record_heard=True)  # a newer question wins
+                    self._turn = asyncio.create_task(self._run_turn(event), name="talk-turn")
+
+    def _gated(self, pcm) -> bool:
+        """Echo gate: is this mic block to be treated as silence?"""
+        speaking = self.state == "speaking" or time.monotonic() < self._gate_until
+        if not speaking or self.cfg.audio.echo == "none":
+            return False
+        if not self.cfg.audio.barge_in:
+            return True
+        return rms_db(pcm) < self.cfg.audio.echo_gate_db
+
+    # ---------------------------------------------------------------- barge-in
+    async def _barge_in(self, t_onset: float) -> None:
+        heard = self.playback.flush()  # silence from the next block on
+        self.presenter.clear()
+        t_flush = time.monotonic()
+        self.barge_ins += 1
+        log.info("barge-in", extra={"onset_to_flush_ms": round((t_flush - t_onset) * 1000, 1)})
+        if self._current is not None:
+            self._current.metrics.stages["barge_in_onset_to_flush"] = t_flush - t_onset
+        await self._cancel_turn(record_heard=True, heard_pos=heard)
+
+    async def _cancel_turn(self, *, record_heard: bool, heard_pos: int | None = None) -> None:
+        task, self._turn = self._turn, None
+        if task is None or task.done():
+            return
+        record = self._current
+        if heard_pos is None:
+            heard_pos = self.playback.flush()
+            self.presenter.clear()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.pipeline.engine.reset(self.avatar_state)
+        if record is not None and record_heard:
+            record.interrupted = True
+            self._finish_record(record, heard_text(record.played, heard_pos))
+        self._set_state("listening")
+
+    # ---------------------------------------------------------------- one turn
+    async def _run_turn(self, utt: Utterance) -> None:
+        record = TurnRecord(t_end=utt.t_end)
+        self._current = record
+        m = record.metrics
+        t_end = utt.t_end
+        self._set_state("thinking")
+        transcript = await self.pipeline.hear(utt, m)
+        m.stt_s = time.monotonic() - t_end
+        record.user = transcript.text
+        if not transcript.text:  # noise, a cough: stay quiet, keep listening
+            log.info("heard nothing")
+            self._current = None
+            self._set_state("listening")
+            return
+        t0 = time.perf_counter() - (time.monotonic() - t_end)
+        try:
+            async for chunk in self.pipeline.respond(transcript.text, self.avatar_state, t0=t0,
+                                                     metrics=m):
+                self._play(record, chunk)
+        except AvatarError as exc:  # a failing turn never ends the conversation
+            record.error = str(exc)
+            log.warning("turn failed", extra={"error": type(exc).__name__})
+            async for chunk in self.pipeline.say(COULD_NOT_ANSWER, self.avatar_state):
+                self._play(record, chunk)
+        await self._wait_playout(record)
+        self._finish_record(record, heard_text(record.played, self.playback.heard_position()))
+        self._current = None
+        self._turn = None
+        self._set_state("listening")
+
+    def _play(self, record: TurnRecord, chunk: FrameChunk) -> None:
+        at = self.playback.enqueue(chunk.audio, chunk.sample_rate)
+        show = self.presenter.play(chunk, at)
+        record.played.append(_Played(chunk, at, show))
+        if self.state != "speaking":
+            self._set_state("speaking")
+
+    async def _wait_playout(self, record: TurnRecord) -> None:
+        if not record.played:
+            return
+        end = record.played[-1].at.end
+        deadline = time.monotonic() + self.playback.queued_s() + _PLAYOUT_SLACK_S
+        while self.playback.heard_position() < end:
+            if time.monotonic() > deadline or not self.playback.active:
+                raise DeviceError("the audio output stopped playing (device lost?)",
+                                  hint="reconnect the speaker or check audio.output_device")
+            await asyncio.sleep(0.01)
+        # the tail of our voice may still ring in the room: keep the gate shut a little
+        self._gate_until = time.monotonic() + self.cfg.audio.echo_tail_ms / 1000.0
+        for item in record.played:  # let the window show the last frame
+            if item.show is not None:
+                await asyncio.to_thread(item.show.done.wait, 0.5)
+
+    def _finish_record(self, record: TurnRecord, heard: str) -> None:
+        m = record.metrics
+        shows = [p.show for p in record.played if p.show is not None]
+        if shows and shows[0].first_shown_t is not None and record.played:
+            # voice-to-face: end of user speech → first reply frame on screen
+            lipsync_ready = m.first_frame_s
+            m.first_frame_s = shows[0].first_shown_t - record.t_end
+            if lipsync_ready is not None:
+                m.stages["lipsync_ready"] = lipsync_ready
+        m.frames_dropped = sum(s.dropped for s in shows)
+        m.av_offsets_ms = [s.start_offset_ms for s in shows if s.start_offset_ms is not None]
+        all_offsets = [o for s in shows for o in s.offsets_ms]
+        if all_offsets:
+            m.stages["av_offset_max_ms"] = max(abs(o) for o in all_offsets)
+        if m.total_s is None or record.interrupted:
+            m.total_s = time.monotonic() - record.t_end
+        if record.user and not record.error:
+            self.pipeline.history.add(record.user, heard)
+        self.pipeline.transcript.append({
+            "mode": "talk", "user": record.user, "assistant": heard,
+            "interrupted": record.interrupted, "error": record.error,
+            "metrics": m.as_dict(), "voice_to_face_s": m.first_frame_s,
+        })
+        self.turns.append(record)
+        log.info("turn done", extra={"voice_to_face_s": m.first_frame_s,
+                                     "interrupted": record.interrupted,
+                                     "frames_dropped": m.frames_dropped})
+
+
+# -------------------------------------------------------------------- the command
+def run_talk(cfg: Config, window: bool = True) -> int:
+    """``avatar-agent talk``: run the live conversation; returns the exit code.
+
+    ``q``/Esc in the window, Ctrl-C or SIGTERM end it cleanly with 0. A missing or lost
+    device raises :class:`DeviceError` (one line, exit code 7).
+    """
+    try:
+        return asyncio.run(_talk(cfg, window))
+    except KeyboardInterrupt:  # Ctrl-C before the loop installed its handler
+        return 0
+
+
+async def _talk(cfg: Config, window: bool) -> int:
+    from .models import ModelStore
+    from .reply import load_avatar_image
+
+    loop = asyncio.get_running_loop()
+    mic = MicCapture(device=cfg.audio.input_device, sample_rate=cfg.audio.sample_rate,
+                     block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
+    playback = Playback(device=cfg.audio.output_device, block_ms=cfg.audio.block_ms,
+                        latency=cfg.audio.latency)
+    mic.start()  # fail fast on a missing device, before loading models
+    try:
+        image = load_avatar_image(cfg)
+    except BaseException:
+        mic.close()
+        raise
+    pipeline = Pipeline.from_config(cfg, ModelStore(progress=False))
+    presenter: Presenter | None = None
+    recorder = None
+    try:
+        load_times = await asyncio.to_thread(pipeline.load)
+        avatar_state = await pipeline.prepare_avatar(image)
+        log.info("models loaded", extra={k: round(v, 3) for k, v in load_times.items()})
+        playback.start()
+        conv_box: list[Conversation] = []
+        presenter = Presenter(
+            clock=playback, idle_fn=lambda t: pipeline.engine.idle(avatar_state, t),
+            fps=pipeline.engine.fps, title=cfg.window.title, show_status=cfg.window.show_status,
+            scale=cfg.window.scale, window=window,
+            on_quit=lambda: loop.call_soon_threadsafe(lambda: conv_box and conv_box[0].quit()))
+        if cfg.window.record is not None:
+            from .render.session import SessionRecorder
+
+            recorder = SessionRecorder(cfg.window.record, fps=pipeline.engine.fps,
+                                       playback=playback, presenter=presenter)
+        presenter.start()
+        conv = Conversation(cfg=cfg, pipeline=pipeline, mic=mic, playback=playback,
+                            presenter=presenter, avatar_state=avatar_state)
+        conv_box.append(conv)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, conv.quit)
+        print(f"listening (window: {'on' if window else 'off'}); press q in the window or "
+              "Ctrl-C to quit", flush=True)
+        await conv.run()
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        mic.close()
+        playback.close()
+        if presenter is not None:
+            presenter.stop()
+        if recorder is not None:
+            recorder.close()
+        await pipeline.aclose()

@@ -1,0 +1,138 @@
+"""Virtual devices for end-to-end tests: PulseAudio mic/speaker + Xvfb (``../shared/harness``).
+
+The session fixture ``avdevices`` starts a private harness instance (its own
+``AVDEV_DIR``, so a developer's interactive instance is not disturbed), exports its
+environment into ``os.environ`` for in-process streams and subprocesses, and stops it at
+the end. It skips only when the harness scripts are absent; any other failure fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = Path(os.environ.get("AVATAR_HARNESS", ROOT.parent / "shared" / "harness"))
+SCRIPT = HARNESS / "avdevices.sh"
+
+
+def _parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[len("export "):].partition("=")
+            env[key.strip()] = value.strip().strip("'\"")
+    return env
+
+
+@pytest.fixture(scope="session")
+def avdevices():
+    """Start the harness; yields its env dict (also exported to ``os.environ``)."""
+    if not SCRIPT.is_file():
+        pytest.skip(f"virtual device harness not found at {HARNESS} (set AVATAR_HARNESS)")
+    for tool in ("pulseaudio", "Xvfb", "paplay", "parec", "xdotool", "import"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"harness tool '{tool}' missing: run {HARNESS / 'install-deps.sh'}")
+    env_dir = f"/tmp/avdevices-aa-e2e-{os.getuid()}"
+    run_env = {**os.environ, "AVDEV_DIR": env_dir}
+    proc = subprocess.run([str(SCRIPT), "start"], env=run_env, capture_output=True, text=True,
+                          timeout=60)
+    if proc.returncode != 0:
+        pytest.fail(f"avdevices.sh start failed: {proc.stderr.strip()[-400:]}")
+    env = _parse_env(proc.stdout)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    if "sounddevice" in sys.modules:  # PortAudio read the ALSA config before the env existed
+        import sounddevice as sd
+
+        sd._terminate()
+        sd._initialize()
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    subprocess.run([str(SCRIPT), "stop"], env=run_env, capture_output=True, timeout=30)
+
+
+class Recorder:
+    """``parec`` of ``agent_speaker.monitor`` (what the program said) into a wav."""
+
+    def __init__(self, path: Path, rate: int = 48000) -> None:
+        self.path, self.rate = path, rate
+        self.proc = subprocess.Popen(
+            ["parec", "-d", "agent_speaker.monitor", f"--rate={rate}", "--channels=1",
+             "--format=s16le", "--file-format=wav", str(path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.t_start = time.monotonic()
+
+    def stop(self) -> np.ndarray:
+        """End the recording (SIGINT keeps a valid header); returns (N,) float32."""
+        import signal
+
+        import soundfile as sf
+
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        data, sr = sf.read(str(self.path), dtype="float32", always_2d=True)
+        assert sr == self.rate
+        return data[:, 0]
+
+
+def play_into_mic(path: Path, block: bool = True) -> subprocess.Popen:
+    """Play a wav into ``user_mouth`` (the program's mic hears it)."""
+    proc = subprocess.Popen(["paplay", "--device=user_mouth", "--channel-map=mono", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if block:
+        proc.wait(timeout=60)
+    return proc
+
+
+def play_marker(path: Path) -> float:
+    """Play a marker into ``agent_speaker`` (recorded, not heard by the program).
+
+    Returns the monotonic spawn time; with the marker's position in the recording it maps
+    test-clock times onto recording positions (paplay's start-up delay cancels out).
+    """
+    t = time.monotonic()
+    subprocess.run(["paplay", "--device=agent_speaker", "--channel-map=mono", str(path)],
+                   check=True, timeout=30)
+    return t
+
+
+def screenshot(path: Path) -> np.ndarray:
+    """Screenshot of the whole virtual screen as BGR."""
+    import cv2
+
+    subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=30,
+                   capture_output=True)
+    img = cv2.imread(str(path))
+    assert img is not None, "screenshot unreadable"
+    return img
+
+
+def window_id(title: str, timeout: float = 30.0) -> str | None:
+    """X window id of the window titled ``title`` (None if it never appears)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["xdotool", "search", "--name", f"^{title}$"], capture_output=True,
+                             text=True).stdout.split()
+        if out:
+            return out[0]
+        time.sleep(0.2)
+    return None
+
+
+def remap(wid: str) -> None:
+    """Unmap and re-map a window that stays black (harness pitfall 11)."""
+    subprocess.run(["xdotool", "windowunmap", "--sync", wid], capture_output=True, timeout=10)
+    subprocess.run(["xdotool", "windowmap", "--sync", wid], capture_output=True, timeout=10)
