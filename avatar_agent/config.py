@@ -88,6 +88,9 @@ class LlamaCppConfig(_Section):
     n_threads: int = Field(0, ge=0, description="0 = all cores.")
     chat_format: str | None = Field(None, description="None = the template stored in the GGUF.")
     seed: int = 0
+    repack: bool = Field(
+        False, description="llama.cpp extra weight buffers (repack/AMX); off: AMX crashes in 0.3.x."
+    )
 
 
 class OpenAILLMConfig(_Section):
@@ -196,6 +199,9 @@ class VADConfig(_Section):
     max_utterance_s: float = Field(20.0, gt=0)
     onset_ms: int = Field(60, ge=10, description="Voiced run that counts as speech onset (barge-in).")
     energy_margin_db: float = Field(9.0, ge=0, description="Speech must be this far above the noise floor.")
+    early_ms: int = Field(
+        200, ge=0, description="Start answering after this much silence (0 = wait for the hangover)."
+    )
 
 
 class AudioConfig(_Section):

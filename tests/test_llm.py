@@ -1,0 +1,111 @@
+"""LLM providers on the real bundled GGUF (SmolLM2-135M-Instruct Q4_1) and chat history."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from avatar_agent import registry
+from avatar_agent.config import Config
+from avatar_agent.errors import ModelError
+from avatar_agent.llm.base import ChatHistory
+from avatar_agent.llm.splitter import split_sentences
+
+pytest.importorskip("llama_cpp", reason="llama-cpp-python (extra 'local') is not installed")
+
+
+@pytest.fixture(scope="module")
+def llm(cfg, store):
+    model = registry.create("llm", "llama_cpp", cfg=cfg, store=store)
+    model.load()
+    return model
+
+
+def question(cfg: Config, text: str) -> list[dict[str, str]]:
+    return ChatHistory(cfg.llm.system_prompt, cfg.llm.history_turns).messages(text)
+
+
+async def test_llama_cpp_answers_a_question(llm, cfg):
+    deltas = [d.text async for d in llm.stream(question(cfg, "What is the capital of France?"),
+                                                max_tokens=48, temperature=0.0)]
+    answer = "".join(deltas).strip()
+    assert len(deltas) > 1  # streamed, not one blob
+    assert len(answer.split()) >= 2
+    assert "<|im_" not in answer  # the GGUF's chat template was applied, no raw special tokens
+    assert "paris" in answer.lower()
+
+
+async def test_llama_cpp_is_deterministic_at_temperature_zero(llm, cfg):
+    msgs = question(cfg, "Name a colour.")
+    first = await llm.complete(msgs, max_tokens=16, temperature=0.0)
+    second = await llm.complete(msgs, max_tokens=16, temperature=0.0)
+    assert first == second and first.strip()
+
+
+async def test_llama_cpp_max_tokens_bounds_the_reply(llm, cfg):
+    await llm.complete(question(cfg, "Tell me a long story about a dragon."), max_tokens=8,
+                       temperature=0.0)
+    assert 1 <= llm.tokens_generated <= 8
+
+
+async def test_llama_cpp_cancel_stops_generation(llm, cfg):
+    msgs = question(cfg, "Count from one to one hundred in words.")
+
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        n = 0
+        async for _ in llm.stream(msgs, max_tokens=400, temperature=0.0):
+            n += 1
+            if n == 3:
+                started.set()
+
+    task = asyncio.create_task(consume())
+    await asyncio.wait_for(started.wait(), 60)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stopped_at = llm.tokens_generated
+    await asyncio.sleep(0.3)
+    assert llm.tokens_generated <= stopped_at + 1  # no token computed after the cancel
+    assert stopped_at < 100
+    # the worker thread is free right away for the next turn
+    t0 = time.perf_counter()
+    assert (await llm.complete(msgs, max_tokens=4, temperature=0.0)).strip()
+    assert time.perf_counter() - t0 < 30  # generous: not blocked behind 400 tokens
+
+
+async def test_llama_cpp_deltas_feed_the_splitter(llm, cfg):
+    stream = llm.stream(question(cfg, "Say hello and introduce yourself."), max_tokens=48,
+                        temperature=0.0)
+    sentences = [s async for s in split_sentences(stream)]
+    assert sentences and all(s.text.strip() for s in sentences)
+    assert [s.index for s in sentences] == list(range(len(sentences)))
+
+
+def test_chat_history_window_keeps_last_turns():
+    hist = ChatHistory("sys", max_turns=2)
+    for n in range(4):
+        hist.add(f"q{n}", f"a{n}")
+    msgs = hist.messages("q4")
+    assert [m["content"] for m in msgs] == ["sys", "q2", "a2", "q3", "a3", "q4"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert ChatHistory("sys", max_turns=0).messages("x") == [
+        {"role": "system", "content": "sys"}, {"role": "user", "content": "x"}]
+
+
+def test_llama_cpp_missing_gguf_is_model_error(store, tmp_path):
+    cfg = Config.model_validate({"llm": {"llama_cpp": {"model": str(tmp_path / "x.gguf")}}})
+    with pytest.raises(ModelError, match="file not found"):
+        registry.create("llm", "llama_cpp", cfg=cfg, store=store)
+
+
+def test_llama_cpp_corrupt_gguf_is_model_error(store, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    cfg = Config.model_validate({"llm": {"llama_cpp": {"model": str(bad)}}})
+    model = registry.create("llm", "llama_cpp", cfg=cfg, store=store)
+    with pytest.raises(ModelError, match="cannot load"):
+        model.load()
