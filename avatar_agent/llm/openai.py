@@ -1,0 +1,59 @@
+"""OpenAI-compatible chat completions, streamed over SSE.
+
+Works with OpenAI and anything that speaks its ``/v1/chat/completions`` API: Ollama
+(``base_url: http://localhost:11434/v1``), vLLM, LM Studio, a llama.cpp server. The key
+comes from the environment variable named by ``llm.openai.api_key_env``; local
+servers that need none may leave it unset when ``base_url`` is given. Cancelling the
+consumer closes the HTTP stream, so the server stops generating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from ..types import TextDelta
+from .base import LLM, Message
+from .openai_client import OpenAIClient
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..models import ModelStore
+
+
+class OpenAILLM(LLM):
+    """Streaming chat completions through the official ``openai`` client."""
+
+    name = "openai"
+
+    def __init__(self, *, cfg: Config, store: ModelStore | None = None) -> None:
+        self._cfg = cfg.llm.openai
+        self._client = OpenAIClient(self._cfg, "llm.openai")
+        self.tokens_generated = 0  # content chunks of the last reply (≈ tokens)
+
+    async def _stream_impl(self, messages: list[Message], *, max_tokens: int, temperature: float
+                           ) -> AsyncIterator[TextDelta]:
+        import openai
+
+        self.tokens_generated = 0
+        try:
+            stream = await self._client.get().chat.completions.create(
+                model=self._cfg.model, messages=messages, max_tokens=max_tokens,
+                temperature=temperature, stream=True,
+            )
+            async with stream:  # closes the connection on cancel/break: generation stops
+                async for chunk in stream:
+                    if not chunk.choices:  # usage-only chunks
+                        continue
+                    text = chunk.choices[0].delta.content or ""
+                    if text:
+                        self.tokens_generated += 1
+                        yield TextDelta(text)
+        except openai.OpenAIError as exc:
+            raise self._client.error(exc) from None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of this loop."""
+        client = self._client._client
+        if client is not None:
+            await client.close()
