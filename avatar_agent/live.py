@@ -25,7 +25,7 @@ from typing import Any
 from .audio.capture import MicCapture
 from .audio.io import rms_db
 from .audio.playback import Playback, Scheduled
-from .audio.vad import SpeechStart, VadSegmenter
+from .audio.vad import SpeechPause, SpeechResume, SpeechStart, VadSegmenter
 from .config import Config
 from .errors import AvatarError, DeviceError
 from .pipeline import COULD_NOT_ANSWER, Pipeline
@@ -96,6 +96,7 @@ class Conversation:
         self._turn: asyncio.Task | None = None
         self._current: TurnRecord | None = None
         self._quit = asyncio.Event()
+        self._early = False  # the running turn started at a pause, before the hangover
         self._gate_until = 0.0
 
     # ---------------------------------------------------------------- control
@@ -143,12 +144,26 @@ class Conversation:
     async def _listen(self) -> None:
         async for block in self.mic.blocks():
             for event in self.vad.push(block.pcm, block.t, gate=self._gated(block.pcm)):
-                if isinstance(event, SpeechStart):
-                    if self.state == "speaking" and self.cfg.audio.barge_in:
-                        await self._barge_in(event.t)
-                elif isinstance(event, Utterance):
-                    await self._cancel_turn(record_heard=True)  # a newer question wins
-                    self._turn = asyncio.create_task(self._run_turn(event), name="talk-turn")
+                await self._on_vad(event)
+
+    async def _on_vad(self, event) -> None:
+        if isinstance(event, SpeechStart):
+            if self.state == "speaking" and self.cfg.audio.barge_in:
+                await self._barge_in(event.t)
+        elif isinstance(event, SpeechPause):  # answer early; dropped if the user goes on
+            await self._cancel_turn(record_heard=True)
+            self._early = True
+            self._turn = asyncio.create_task(self._run_turn(event.utterance), name="talk-turn")
+        elif isinstance(event, SpeechResume):
+            if self._early:  # it was a pause inside the question, not its end
+                self._early = False
+                await self._cancel_turn(record_heard=False)
+        elif isinstance(event, Utterance):
+            if self._early:  # the early turn already answers this very speech
+                self._early = False
+                return
+            await self._cancel_turn(record_heard=True)  # a newer question wins
+            self._turn = asyncio.create_task(self._run_turn(event), name="talk-turn")
 
     def _gated(self, pcm) -> bool:
         """Echo gate: is this mic block to be treated as silence?"""

@@ -101,3 +101,16 @@ def test_gate_suppresses_and_odd_block_sizes(question):
     seg.reset()
     events = _feed(seg, pcm, block=137)  # blocks that do not match the VAD frame
     assert [type(e).__name__ for e, _ in events] == ["SpeechStart", "Utterance"]
+
+
+def test_early_pause_then_resume_then_final(speak):
+    a, b = speak("Tell me something."), speak("About the moon.")
+    seg = VadSegmenter(sample_rate=SR, hangover_ms=600, early_ms=200)
+    events = [e for e, _ in _feed(seg, _room(0.5, a, 0.05, b, 1.2))]  # Piper adds ~0.3 s of its own
+    kinds = [type(e).__name__ for e in events]
+    # pause after "something", resume on "about", pause again, then the one final utterance
+    assert kinds == ["SpeechStart", "SpeechPause", "SpeechResume", "SpeechPause", "Utterance"], kinds
+    first_pause, final = events[1].utterance, events[-1]
+    assert first_pause.duration_s < final.duration_s
+    assert events[3].utterance.t_end == pytest.approx(final.t_end, abs=0.03)
+    assert abs(first_pause.t_end - (100.0 + 0.5 + len(a) / SR)) < 0.35

@@ -6,6 +6,8 @@ with webrtcvad and emits events:
 
 * :class:`SpeechStart` as soon as ``onset_ms`` of consecutive voiced frames were heard
   (the orchestrator uses it for barge-in, so it must come early: 60 ms by default);
+* :class:`SpeechPause` / :class:`SpeechResume` (only with ``early_ms``) when the speaker
+  pauses briefly / goes on, so an answer can start before the hangover is over;
 * :class:`Utterance` when ``hangover_ms`` of silence follow the speech (or the utterance
   reaches ``max_utterance_s``). The utterance keeps ``preroll_ms`` of audio before the
   onset, so soft first consonants are not clipped. Speech shorter than
@@ -42,7 +44,26 @@ class SpeechDrop:
     t: float
 
 
-VadEvent = SpeechStart | SpeechDrop | Utterance
+@dataclass(frozen=True)
+class SpeechPause:
+    """The speaker paused for ``early_ms``: ``utterance`` is the speech so far.
+
+    The orchestrator may start answering now (saving most of the hangover) and must drop
+    that answer on :class:`SpeechResume`. If no resume comes, the final
+    :class:`Utterance` of the same speech follows after the hangover.
+    """
+
+    utterance: Utterance
+
+
+@dataclass(frozen=True)
+class SpeechResume:
+    """Speech went on after a :class:`SpeechPause`; ``t``: monotonic time of the onset."""
+
+    t: float
+
+
+VadEvent = SpeechStart | SpeechDrop | SpeechPause | SpeechResume | Utterance
 
 
 class VadSegmenter:
@@ -56,7 +77,7 @@ class VadSegmenter:
     def __init__(self, *, sample_rate: int = 16000, frame_ms: int = 20, aggressiveness: int = 2,
                  preroll_ms: int = 300, hangover_ms: int = 600, min_utterance_ms: int = 300,
                  max_utterance_s: float = 20.0, onset_ms: int = 60,
-                 energy_margin_db: float = 9.0) -> None:
+                 energy_margin_db: float = 9.0, early_ms: int = 0) -> None:
         import webrtcvad
 
         if sample_rate not in VAD_RATES:
@@ -69,6 +90,9 @@ class VadSegmenter:
         self._frame_s = frame_ms / 1000.0
         self._onset_frames = max(1, round(onset_ms / frame_ms))
         self._hangover_frames = max(1, round(hangover_ms / frame_ms))
+        # 0 = off; never at or after the hangover (the final utterance comes then anyway)
+        early = round(early_ms / frame_ms)
+        self._early_frames = early if 0 < early < self._hangover_frames else 0
         self._min_frames = round(min_utterance_ms / frame_ms)
         self._max_frames = max(1, round(max_utterance_s * 1000 / frame_ms))
         self._preroll: collections.deque[np.ndarray] = collections.deque(
@@ -83,7 +107,8 @@ class VadSegmenter:
         return cls(sample_rate=sample_rate, frame_ms=vad.frame_ms, aggressiveness=vad.aggressiveness,
                    preroll_ms=vad.preroll_ms, hangover_ms=vad.hangover_ms,
                    min_utterance_ms=vad.min_utterance_ms, max_utterance_s=vad.max_utterance_s,
-                   onset_ms=vad.onset_ms, energy_margin_db=vad.energy_margin_db)
+                   onset_ms=vad.onset_ms, energy_margin_db=vad.energy_margin_db,
+                   early_ms=vad.early_ms)
 
     @property
     def in_speech(self) -> bool:
@@ -97,6 +122,7 @@ class VadSegmenter:
         self._silent_run = 0
         self._speech: list[np.ndarray] = []
         self._speech_voiced = 0
+        self._pause_sent = False
         self._t_start = 0.0
         self._preroll.clear()
         self._pending = np.zeros(0, np.float32)
@@ -152,30 +178,43 @@ class VadSegmenter:
             self._preroll.clear()
             return [SpeechStart(self._t_start)]
         self._speech.append(frame)
+        events: list[VadEvent] = []
         if voiced:
             self._speech_voiced += 1
-            self._silent_run = 0
+            self._voiced_run += 1
+            if self._pause_sent and self._voiced_run >= self._onset_frames:
+                self._pause_sent = False
+                self._silent_run = 0
+                events.append(SpeechResume(t - (self._onset_frames - 1) * self._frame_s))
+            if not self._pause_sent:
+                self._silent_run = 0
         else:
+            self._voiced_run = 0
             self._silent_run += 1
+        if (self._early_frames and self._silent_run == self._early_frames and not self._pause_sent
+                and self._speech_voiced >= self._min_frames):
+            self._pause_sent = True
+            events.append(SpeechPause(self._utterance(t + self._frame_s)))
         if self._silent_run >= self._hangover_frames or len(self._speech) >= self._max_frames:
-            return [self._finish(t + self._frame_s)]
-        return []
+            events.append(self._finish(t + self._frame_s))
+        return events
 
-    def _finish(self, t_end: float) -> VadEvent:
-        # keep a little of the hangover silence (Whisper likes a soft ending), not all of it
+    def _utterance(self, t_end: float) -> Utterance:
+        # keep a little of the trailing silence (Whisper likes a soft ending), not all of it
         keep_tail = min(self._silent_run, 10)
         frames = self._speech[: len(self._speech) - self._silent_run + keep_tail]
-        voiced = self._speech_voiced
-        t_start = self._t_start
-        t_speech_end = t_end - self._silent_run * self._frame_s
+        return Utterance(pcm=np.concatenate(frames).astype(np.float32), sample_rate=self.sample_rate,
+                         t_start=self._t_start, t_end=t_end - self._silent_run * self._frame_s)
+
+    def _finish(self, t_end: float) -> VadEvent:
+        enough = self._speech_voiced >= self._min_frames
+        utt = self._utterance(t_end) if enough else None
         self._triggered = False
+        self._pause_sent = False
         self._voiced_run = 0
         self._silent_run = 0
         self._speech = []
-        if voiced < self._min_frames:
-            return SpeechDrop(t_end)
-        pcm = np.concatenate(frames).astype(np.float32)
-        return Utterance(pcm=pcm, sample_rate=self.sample_rate, t_start=t_start, t_end=t_speech_end)
+        return utt if utt is not None else SpeechDrop(t_end)
 
     def flush(self, t: float) -> VadEvent | None:
         """End a running utterance now (stream closed); returns it or ``None``."""
