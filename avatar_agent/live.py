@@ -107,7 +107,7 @@ class Conversation:
     def _set_state(self, state: str) -> None:
         self.state = state
         self.presenter.set_state(state)
-        log.info("state", extra={"state": state})
+        log.info("state %s", state)
 
     # ---------------------------------------------------------------- main loop
     async def run(self) -> None:
@@ -180,7 +180,7 @@ class Conversation:
         self.presenter.clear()
         t_flush = time.monotonic()
         self.barge_ins += 1
-        log.info("barge-in", extra={"onset_to_flush_ms": round((t_flush - t_onset) * 1000, 1)})
+        log.info("barge-in: onset to flush %.1f ms", (t_flush - t_onset) * 1000)
         if self._current is not None:
             self._current.metrics.stages["barge_in_onset_to_flush"] = t_flush - t_onset
         await self._cancel_turn(record_heard=True, heard_pos=heard)
@@ -280,9 +280,9 @@ class Conversation:
             "metrics": m.as_dict(), "voice_to_face_s": m.first_frame_s,
         })
         self.turns.append(record)
-        log.info("turn done", extra={"voice_to_face_s": m.first_frame_s,
-                                     "interrupted": record.interrupted,
-                                     "frames_dropped": m.frames_dropped})
+        log.info("turn done: voice_to_face_s=%s interrupted=%s frames_dropped=%d",
+                 None if m.first_frame_s is None else round(m.first_frame_s, 3),
+                 record.interrupted, m.frames_dropped)
 
 
 # -------------------------------------------------------------------- the command

@@ -50,6 +50,7 @@ def avdevices():
     env = _parse_env(proc.stdout)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    _load_mix()
     if "sounddevice" in sys.modules:  # PortAudio read the ALSA config before the env existed
         import sounddevice as sd
 
@@ -64,19 +65,45 @@ def avdevices():
     subprocess.run([str(SCRIPT), "stop"], env=run_env, capture_output=True, timeout=30)
 
 
+def _pactl(*args: str) -> str:
+    return subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=20,
+                          check=True).stdout
+
+
+def _load_mix() -> None:
+    """A stereo sink ``e2e_mix``: left = the program's mic, right = the program's speaker.
+
+    Both loopbacks run on the one sound-server clock, so one recording holds the user's
+    speech and the avatar's voice on a common timeline (checked: a click played into
+    both null sinks at once lands on both channels within 0.3 ms).
+    """
+    if "e2e_mix" in _pactl("list", "short", "sinks"):
+        return
+    _pactl("load-module", "module-null-sink", "sink_name=e2e_mix", "rate=48000", "channels=2",
+           "channel_map=front-left,front-right")
+    for source, side in (("user_mouth.monitor", "front-left"),
+                         ("agent_speaker.monitor", "front-right")):
+        _pactl("load-module", "module-loopback", f"source={source}", "sink=e2e_mix",
+               "latency_msec=20", "channels=1", f"channel_map={side}", "remix=no")
+    # restart the sink clock so the loopbacks do not render ahead (harness pitfall 3)
+    _pactl("suspend-sink", "e2e_mix", "1")
+    _pactl("suspend-sink", "e2e_mix", "0")
+    time.sleep(1.0)
+
+
 class Recorder:
-    """``parec`` of ``agent_speaker.monitor`` (what the program said) into a wav."""
+    """``parec`` of ``e2e_mix``: ``stop()`` returns (mic, speaker) float32 arrays."""
 
     def __init__(self, path: Path, rate: int = 48000) -> None:
         self.path, self.rate = path, rate
         self.proc = subprocess.Popen(
-            ["parec", "-d", "agent_speaker.monitor", f"--rate={rate}", "--channels=1",
+            ["parec", "-d", "e2e_mix.monitor", f"--rate={rate}", "--channels=2",
              "--format=s16le", "--file-format=wav", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.t_start = time.monotonic()
 
-    def stop(self) -> np.ndarray:
-        """End the recording (SIGINT keeps a valid header); returns (N,) float32."""
+    def stop(self) -> tuple[np.ndarray, np.ndarray]:
+        """End the recording (SIGINT keeps a valid header); returns (mic, speaker)."""
         import signal
 
         import soundfile as sf
@@ -84,8 +111,8 @@ class Recorder:
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         data, sr = sf.read(str(self.path), dtype="float32", always_2d=True)
-        assert sr == self.rate
-        return data[:, 0]
+        assert sr == self.rate and data.shape[1] == 2
+        return data[:, 0], data[:, 1]
 
 
 def play_into_mic(path: Path, block: bool = True) -> subprocess.Popen:
@@ -95,18 +122,6 @@ def play_into_mic(path: Path, block: bool = True) -> subprocess.Popen:
     if block:
         proc.wait(timeout=60)
     return proc
-
-
-def play_marker(path: Path) -> float:
-    """Play a marker into ``agent_speaker`` (recorded, not heard by the program).
-
-    Returns the monotonic spawn time; with the marker's position in the recording it maps
-    test-clock times onto recording positions (paplay's start-up delay cancels out).
-    """
-    t = time.monotonic()
-    subprocess.run(["paplay", "--device=agent_speaker", "--channel-map=mono", str(path)],
-                   check=True, timeout=30)
-    return t
 
 
 def screenshot(path: Path) -> np.ndarray:

@@ -59,7 +59,7 @@ def test_playback_is_heard_and_flush_cuts_it(avdevices, speak, tmp_path):
         time.sleep(1.0)
         assert pb.queued_s() < 0.01
     finally:
-        audio = rec.stop()
+        _, audio = rec.stop()
         pb.close()
     heard_s = pb.heard_samples(at, heard_pos) / at.rate
     assert 1.2 < heard_s < 1.6, heard_s
