@@ -96,6 +96,7 @@ class Conversation:
         self._turn: asyncio.Task | None = None
         self._current: TurnRecord | None = None
         self._quit = asyncio.Event()
+        self._fatal: BaseException | None = None
         self._early = False  # the running turn started at a pause, before the hangover
         self._gate_until = 0.0
 
@@ -119,6 +120,8 @@ class Conversation:
             await asyncio.wait([listener, quitter], return_when=asyncio.FIRST_COMPLETED)
             if listener.done() and not listener.cancelled() and listener.exception() is not None:
                 raise listener.exception()
+            if self._fatal is not None:
+                raise self._fatal
         finally:
             for task in (listener, quitter):
                 task.cancel()
@@ -153,7 +156,7 @@ class Conversation:
         elif isinstance(event, SpeechPause):  # answer early; dropped if the user goes on
             await self._cancel_turn(record_heard=True)
             self._early = True
-            self._turn = asyncio.create_task(self._run_turn(event.utterance), name="talk-turn")
+            self._start_turn(event.utterance)
         elif isinstance(event, SpeechResume):
             if self._early:  # it was a pause inside the question, not its end
                 self._early = False
@@ -163,7 +166,7 @@ class Conversation:
                 self._early = False
                 return
             await self._cancel_turn(record_heard=True)  # a newer question wins
-            self._turn = asyncio.create_task(self._run_turn(event), name="talk-turn")
+            self._start_turn(event)
 
     def _gated(self, pcm) -> bool:
         """Echo gate: is this mic block to be treated as silence?"""
@@ -203,30 +206,46 @@ class Conversation:
         self._set_state("listening")
 
     # ---------------------------------------------------------------- one turn
+    def _start_turn(self, utt: Utterance) -> None:
+        self._turn = asyncio.create_task(self._run_turn(utt), name="talk-turn")
+        self._turn.add_done_callback(self._turn_done)
+
+    def _turn_done(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # only device loss gets here: the app cannot go on
+            self._fatal = exc
+            self._quit.set()
+
     async def _run_turn(self, utt: Utterance) -> None:
         record = TurnRecord(t_end=utt.t_end)
         self._current = record
         m = record.metrics
         t_end = utt.t_end
         self._set_state("thinking")
-        transcript = await self.pipeline.hear(utt, m)
-        m.stt_s = time.monotonic() - t_end
-        record.user = transcript.text
-        if not transcript.text:  # noise, a cough: stay quiet, keep listening
-            log.info("heard nothing")
-            self._current = None
-            self._set_state("listening")
-            return
-        t0 = time.perf_counter() - (time.monotonic() - t_end)
         try:
+            transcript = await self.pipeline.hear(utt, m)
+            m.stt_s = time.monotonic() - t_end
+            record.user = transcript.text
+            if not transcript.text:  # noise, a cough: stay quiet, keep listening
+                log.info("heard nothing")
+                self._current = None
+                self._turn = None
+                self._set_state("listening")
+                return
+            t0 = time.perf_counter() - (time.monotonic() - t_end)
             async for chunk in self.pipeline.respond(transcript.text, self.avatar_state, t0=t0,
                                                      metrics=m):
                 self._play(record, chunk)
-        except AvatarError as exc:  # a failing turn never ends the conversation
-            record.error = str(exc)
-            log.warning("turn failed", extra={"error": type(exc).__name__})
-            async for chunk in self.pipeline.say(COULD_NOT_ANSWER, self.avatar_state):
-                self._play(record, chunk)
+        except (AvatarError, Exception) as exc:  # a failing turn never ends the conversation
+            record.error = str(exc) if isinstance(exc, AvatarError) else type(exc).__name__
+            log.warning("turn failed: %s", type(exc).__name__)
+            try:
+                async for chunk in self.pipeline.say(COULD_NOT_ANSWER, self.avatar_state):
+                    self._play(record, chunk)
+            except Exception as again:  # TTS itself is down: stay silent, keep listening
+                log.warning("apology failed: %s", type(again).__name__)
         await self._wait_playout(record)
         self._finish_record(record, heard_text(record.played, self.playback.heard_position()))
         self._current = None

@@ -24,7 +24,7 @@ from .audio.io import rms_db
 from .config import Config
 from .lipsync.base import LipSyncEngine
 from .llm.base import LLM, ChatHistory
-from .llm.splitter import split_sentences
+from .llm.splitter import split_sentences, split_text
 from .models import ModelStore
 from .stt.base import STT
 from .transcript import TranscriptLog
@@ -184,10 +184,14 @@ class Pipeline:
         metrics.total_s = time.perf_counter() - t0
 
     async def say(self, text: str, state: Any) -> AsyncIterator[FrameChunk]:
-        """Speak fixed ``text`` (no LLM) as lip-synced chunks."""
-        async for chunk in self.tts.synthesize(text):
-            yield await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm,
-                                          chunk.sample_rate, text, chunk.phonemes)
+        """Speak fixed ``text`` (no LLM) as lip-synced chunks, one per sentence.
+
+        Each chunk carries its own sentence, so a cut-off reply keeps only what was heard.
+        """
+        for sentence in split_text(text) or [text]:
+            async for chunk in self.tts.synthesize(sentence):
+                yield await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm,
+                                              chunk.sample_rate, sentence, chunk.phonemes)
 
     async def turn(self, utt: Utterance, state: Any) -> tuple[TurnResult, AsyncIterator[FrameChunk]]:
         """Hear ``utt`` and return the result plus the stream of reply chunks.

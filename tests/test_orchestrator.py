@@ -1,0 +1,238 @@
+"""The live conversation loop with real models and fake devices on a real-time script.
+
+``FakeMic`` (interface-true :class:`MicCapture`: ``blocks``/``drain``/``close``) produces
+20 ms blocks of faint room noise in real time and speaks real Piper speech when told.
+``FakeOutputStream`` drives the real :class:`Playback` callback every 20 ms from a
+thread, like PortAudio, and keeps what was "played". The presenter runs without a
+window. STT, LLM, TTS and lip-sync are the real embedded defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from avatar_agent.audio.playback import Playback
+from avatar_agent.config import Config
+from avatar_agent.live import Conversation
+from avatar_agent.models import ModelStore
+from avatar_agent.pipeline import COULD_NOT_ANSWER, Pipeline
+from avatar_agent.render.window import Presenter
+from avatar_agent.types import AudioBlock
+
+pytestmark = pytest.mark.slow
+SR = 16000
+BLOCK = 320
+
+
+class FakeMic:
+    """Real-time 16 kHz blocks: room noise, plus speech queued with :meth:`say`."""
+
+    sample_rate = SR
+
+    def __init__(self) -> None:
+        self._speech = np.zeros(0, np.float32)
+        self._rng = np.random.default_rng(0)
+        self.overflows = self.dropped_blocks = 0
+
+    def say(self, pcm: np.ndarray) -> float:
+        """Start speaking ``pcm`` now; returns its duration in seconds."""
+        self._speech = np.concatenate([self._speech, pcm.astype(np.float32)])
+        return len(pcm) / SR
+
+    def drain(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+    async def blocks(self):
+        t_next = time.monotonic()
+        while True:
+            block = (self._rng.standard_normal(BLOCK) * 0.001).astype(np.float32)
+            n = min(BLOCK, len(self._speech))
+            block[:n] += self._speech[:n]
+            self._speech = self._speech[n:]
+            yield AudioBlock(pcm=block, sample_rate=SR, t=t_next)
+            t_next += BLOCK / SR
+            await asyncio.sleep(max(0.0, t_next - time.monotonic()))
+
+
+class FakeOutputStream:
+    """Calls ``Playback._callback`` every 20 ms on a thread; keeps every handed block."""
+
+    latency = 0.02
+
+    def __init__(self, pb: Playback) -> None:
+        self.pb, self.active = pb, True
+        self.played: list[tuple[float, np.ndarray]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        class Status:
+            output_underflow = False
+
+        t_next = time.monotonic()
+        while self.active:
+            out = np.zeros((BLOCK, 1), np.float32)
+            self.pb._callback(out, BLOCK, None, Status())
+            self.played.append((time.monotonic(), out[:, 0].copy()))
+            t_next += BLOCK / SR
+            time.sleep(max(0.0, t_next - time.monotonic()))
+
+    def abort(self) -> None:
+        self.active = False
+
+    close = abort
+
+    def loud_times(self, thr: float = 0.01) -> list[float]:
+        return [t for t, b in self.played if np.abs(b).max() > thr]
+
+
+@pytest.fixture(scope="module")
+def face(store):
+    import cv2
+
+    return cv2.imread("examples/assets/face.png")
+
+
+async def _session(cfg: Config, store: ModelStore, face: np.ndarray):
+    pipeline = Pipeline.from_config(cfg, store)
+    await asyncio.to_thread(pipeline.load)
+    state = await pipeline.prepare_avatar(face)
+    pb = Playback(sample_rate=SR, block_ms=20)
+    stream = FakeOutputStream(pb)
+    pb._stream, pb._latency = stream, stream.latency
+    presenter = Presenter(clock=pb, idle_fn=lambda t: pipeline.engine.idle(state, t),
+                          fps=pipeline.engine.fps, window=False)
+    presenter.start()
+    mic = FakeMic()
+    conv = Conversation(cfg=cfg, pipeline=pipeline, mic=mic, playback=pb, presenter=presenter,
+                        avatar_state=state)
+    task = asyncio.create_task(conv.run())
+    return conv, mic, stream, task, presenter
+
+
+async def _until(pred, limit_s: float, what: str) -> None:
+    deadline = time.monotonic() + limit_s
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _end(conv, task, stream, presenter) -> None:
+    conv.quit()
+    await asyncio.wait_for(task, 10)
+    stream.abort()
+    presenter.stop()
+    await conv.pipeline.aclose()
+
+
+def _cfg(tmp_path, **audio) -> Config:
+    cfg = Config()
+    cfg.transcript.path = tmp_path / "t.jsonl"
+    for key, value in audio.items():
+        setattr(cfg.audio, key, value)
+    return cfg
+
+
+async def test_a_turn_is_answered_and_measured(tmp_path, store, face, speak):
+    cfg = _cfg(tmp_path)
+    question = speak("What is the capital of France?")  # synthesized before: it blocks
+    conv, mic, stream, task, presenter = await _session(cfg, store, face)
+    try:
+        await asyncio.sleep(0.5)
+        mic.say(question)
+        await _until(lambda: conv.turns, 120, "the first turn")
+        record = conv.turns[0]
+        assert "capital" in record.user.lower() and "france" in record.user.lower()
+        m = record.metrics
+        assert 0 < m.stt_s <= m.first_token_s <= m.first_sentence_s <= m.first_audio_s
+        assert m.first_audio_s < m.first_frame_s  # voice-to-face: the frame was on screen
+        assert m.av_offsets_ms and max(abs(o) for o in m.av_offsets_ms) < 60
+        line = conv.pipeline.transcript.read()[-1]
+        assert line["mode"] == "talk" and line["voice_to_face_s"] == pytest.approx(m.first_frame_s)
+        assert line["assistant"] and conv.pipeline.history._turns[-1][1] == line["assistant"]
+        assert len(stream.loud_times()) * BLOCK / SR > 0.5  # the reply was played
+        assert conv.state == "listening"
+    finally:
+        await _end(conv, task, stream, presenter)
+
+
+async def test_barge_in_flushes_and_keeps_only_what_was_heard(tmp_path, store, face, speak):
+    cfg = _cfg(tmp_path)
+    cfg.llm.max_tokens = 160
+    story = speak("Tell me a long story about a brave little robot who explores the ocean.")
+    stop = speak("Stop. What is two plus two?")
+    conv, mic, stream, task, presenter = await _session(cfg, store, face)
+    try:
+        await asyncio.sleep(0.3)
+        mic.say(story)
+        await _until(lambda: conv.state == "speaking", 120, "speaking")
+        await asyncio.sleep(1.0)
+        t_say = time.monotonic()
+        mic.say(stop)
+        await _until(lambda: conv.barge_ins == 1, 5, "the barge-in")
+        t_barge = time.monotonic()
+        await asyncio.sleep(0.3)
+        # the speaker got silence from the block after the flush on (one block + fade)
+        late = [t for t in stream.loud_times() if t > t_barge + 0.045]
+        assert not late or min(late) > t_barge + 0.25, "reply audio kept playing after the flush"
+        assert t_barge - t_say < 0.25  # onset needs 60 ms of voice; blocks are 20 ms
+        await _until(lambda: len(conv.turns) >= 2, 120, "the second answer")
+        first, second = conv.turns[0], conv.turns[1]
+        assert first.interrupted
+        history = conv.pipeline.history._turns
+        heard = history[0][1]
+        full = " ".join(p.chunk.text for p in first.played)
+        assert heard.endswith("…") and len(heard) < len(full), (heard, full)
+        assert "plus" in second.user.lower() or "+" in second.user
+    finally:
+        await _end(conv, task, stream, presenter)
+
+
+async def test_provider_error_apologises_and_keeps_listening(tmp_path, store, face, speak,
+                                                            monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-key")
+    cfg = _cfg(tmp_path)
+    cfg.llm.provider = "openai"
+    cfg.llm.openai.base_url = "http://127.0.0.1:9/v1"  # nothing listens: connection refused
+    cfg.llm.openai.max_retries = 0
+    cfg.llm.openai.timeout_s = 5.0
+    question, again = speak("What is the capital of France?"), speak("Are you still there?")
+    conv, mic, stream, task, presenter = await _session(cfg, store, face)
+    try:
+        await asyncio.sleep(0.3)
+        mic.say(question)
+        await _until(lambda: conv.turns, 120, "the failed turn")
+        record = conv.turns[0]
+        assert record.error and " ".join(p.chunk.text for p in record.played) == COULD_NOT_ANSWER
+        assert len(stream.loud_times()) * BLOCK / SR > 1.0  # the apology was spoken
+        assert len(conv.pipeline.history) == 0  # a failed turn is not history
+        mic.say(again)
+        await _until(lambda: len(conv.turns) >= 2, 120, "a second turn")
+        assert not task.done()
+    finally:
+        await _end(conv, task, stream, presenter)
+
+
+async def test_without_barge_in_the_mic_is_gated_while_speaking(tmp_path, store, face, speak):
+    cfg = _cfg(tmp_path, barge_in=False)
+    question, echo = speak("Tell me about the moon."), speak("Hello there.")
+    conv, mic, stream, task, presenter = await _session(cfg, store, face)
+    try:
+        await asyncio.sleep(0.3)
+        mic.say(question)
+        await _until(lambda: conv.state == "speaking", 120, "speaking")
+        mic.say(echo)  # its own voice, as a mic would pick it up
+        await _until(lambda: conv.turns, 120, "the turn")
+        await asyncio.sleep(1.5)
+        assert conv.barge_ins == 0 and not conv.turns[0].interrupted
+        assert len(conv.turns) == 1, "speech during the reply became a turn"
+    finally:
+        await _end(conv, task, stream, presenter)
