@@ -126,6 +126,9 @@ class PiperConfig(_Section):
     noise_scale: float = Field(0.667, ge=0)
     noise_w: float = Field(0.8, ge=0)
     speaker_id: int | None = None
+    phoneme_timings: bool = Field(
+        True, description="Per-phoneme timings from the voice (needs the onnx package)."
+    )
 
 
 class CoquiConfig(_Section):

@@ -78,3 +78,24 @@ def test_piper_missing_voice_file_is_model_error(store, tmp_path):
     cfg = Config.model_validate({"tts": {"piper": {"voice": str(tmp_path / "nope.onnx")}}})
     with pytest.raises(ModelError, match="file not found"):
         registry.create("tts", "piper", cfg=cfg, store=store)
+
+
+async def test_piper_phoneme_timings_tile_the_audio(piper):
+    pytest.importorskip("onnx", reason="phoneme timings need the onnx package (extra 'local')")
+    chunks = [c async for c in piper.synthesize("Hello world. How are you?")]
+    assert len(chunks) == 2
+    for chunk in chunks:
+        ph = chunk.phonemes
+        assert ph is not None and len(ph) > 5
+        assert ph[0].start == 0.0
+        assert all(a.end == pytest.approx(b.start) for a, b in zip(ph, ph[1:], strict=False))
+        assert ph[-1].end == pytest.approx(chunk.duration_s, abs=1e-6)  # covers the audio exactly
+    symbols = "".join(p.phoneme for p in chunks[0].phonemes)
+    assert "h" in symbols and "w" in symbols  # "hello world" in IPA
+
+
+async def test_piper_phoneme_timings_off(store):
+    cfg = Config.model_validate({"tts": {"piper": {"phoneme_timings": False}}})
+    tts = registry.create("tts", "piper", cfg=cfg, store=store)
+    chunks = [c async for c in tts.synthesize("Hello world.")]
+    assert chunks[0].phonemes is None

@@ -68,7 +68,10 @@ class PiperTTS(TTS):
                 return
             from piper import PiperVoice
 
-            self._voice = PiperVoice.load(str(self._voice_path))
+            # include_alignments patches the ONNX graph in memory to also output samples
+            # per phoneme id (needs the onnx package; without it Piper just skips it)
+            self._voice = PiperVoice.load(str(self._voice_path),
+                                          include_alignments=self._cfg.phoneme_timings)
             log.info("piper voice loaded", extra={"sample_rate": self._voice.config.sample_rate})
 
     def _chunks(self, text: str, stop: threading.Event) -> Iterator[SpeechChunk]:
@@ -78,7 +81,8 @@ class PiperTTS(TTS):
         c = self._cfg
         syn = SynthesisConfig(speaker_id=c.speaker_id, length_scale=c.length_scale,
                               noise_scale=c.noise_scale, noise_w_scale=c.noise_w)
-        for chunk in self._voice.synthesize(text, syn):  # type: ignore[union-attr]
+        for chunk in self._voice.synthesize(  # type: ignore[union-attr]
+                text, syn, include_alignments=c.phoneme_timings):
             yield SpeechChunk(pcm=chunk.audio_float_array, sample_rate=chunk.sample_rate,
                               text=text, phonemes=_timings(chunk))
             if stop.is_set():  # consumer gone: do not synthesize the next sentence
@@ -94,7 +98,12 @@ class PiperTTS(TTS):
 
 
 def _timings(chunk) -> tuple[PhonemeTiming, ...] | None:
-    """Phoneme timings from Piper's alignments, when the voice model provides them."""
+    """Phoneme timings from Piper's alignments, when the voice provides them.
+
+    Symbols are Piper's IPA phonemes as given, including its ``^``/``$`` sentence
+    boundaries, word spaces and stress marks; times are seconds from the chunk start
+    and tile the chunk's audio exactly.
+    """
     aligns = getattr(chunk, "phoneme_alignments", None)
     if not aligns:
         return None
