@@ -82,6 +82,18 @@ async def test_llm_401_names_the_env_var_and_hides_the_key(server, monkeypatch, 
     assert server.count(CHAT) == 1  # a 401 is not retried
 
 
+async def test_llm_user_words_and_key_stay_out_of_debug_logs(server, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret_words = "my secret diary entry"
+    llm = make("llm", config(server))
+    msgs = [{"role": "user", "content": secret_words}]
+    # the openai client (3.x) keeps bodies out of its DEBUG logs; this guards a regression
+    server.fail_next(CHAT, Fault(500, headers=FAST_RETRY))  # a retry gets logged too
+    assert await llm.complete(msgs, max_tokens=8, temperature=0.0)
+    assert server.count(CHAT) == 2
+    assert secret_words not in caplog.text and server.api_key not in caplog.text
+
+
 async def test_llm_429_then_success_retries(server):
     server.fail_next(CHAT, Fault(429, headers=FAST_RETRY), Fault(429, headers=FAST_RETRY))
     llm = make("llm", config(server, max_retries=2))

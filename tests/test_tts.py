@@ -99,3 +99,13 @@ async def test_piper_phoneme_timings_off(store):
     tts = registry.create("tts", "piper", cfg=cfg, store=store)
     chunks = [c async for c in tts.synthesize("Hello world.")]
     assert chunks[0].phonemes is None
+
+
+async def test_piper_keeps_the_spoken_text_out_of_debug_logs(store, caplog):
+    import logging
+
+    logging.getLogger("piper").setLevel(logging.NOTSET)  # as in a fresh process
+    caplog.set_level(logging.DEBUG)
+    tts = registry.create("tts", "piper", cfg=Config(), store=store)
+    [c async for c in tts.synthesize("my private shopping list")]
+    assert "shopping" not in caplog.text  # piper itself logs the text at DEBUG

@@ -53,6 +53,9 @@ class PiperTTS(TTS):
         self._voice_path = resolve_voice(self._cfg.voice, store)
         self._worker = Worker("tts")
         self._voice = None
+        # piper logs the text it speaks at DEBUG; the user's words stay out of our logs
+        if logging.getLogger("piper").getEffectiveLevel() < logging.INFO:
+            logging.getLogger("piper").setLevel(logging.INFO)
         self._lock = threading.Lock()
 
     @property
