@@ -18,7 +18,7 @@ from avatar_agent import registry
 from avatar_agent.config import Config
 from avatar_agent.errors import ConfigError, ProviderError
 from avatar_agent.types import Utterance
-from tests.openai_server import SECONDS_PER_CHAR, SPEECH_RATE, Fault, OpenAIServer
+from tests.openai_server import SECONDS_PER_CHAR, SPEECH_RATE, Fault, OpenAIServer, error_body
 
 KEY_ENV = "AVATAR_TEST_OPENAI_KEY"
 CHAT = "/v1/chat/completions"
@@ -66,6 +66,26 @@ async def test_llm_streams_sse_deltas_in_order(server):
 async def test_llm_max_tokens_is_sent_and_honoured(server):
     llm = make("llm", config(server))
     assert await llm.complete(MESSAGES, max_tokens=3, temperature=0.0) == "Hello there!"
+
+
+async def test_llm_switches_to_max_completion_tokens_when_the_model_asks(server):
+    server.fail_next(CHAT, Fault(400, body=error_body(
+        400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
+             "Use 'max_completion_tokens' instead.")))
+    llm = make("llm", config(server))
+    assert await llm.complete(MESSAGES, max_tokens=3, temperature=0.0) == "Hello there!"
+    assert await llm.complete(MESSAGES, max_tokens=3, temperature=0.0) == "Hello there!"
+    sent = [r.json for r in server.requests if r.path == CHAT]
+    assert "max_tokens" in sent[0] and "max_completion_tokens" not in sent[0]
+    assert [r.get("max_completion_tokens") for r in sent[1:]] == [3, 3]  # learnt once
+
+
+async def test_llm_other_400_is_reported(server):
+    server.fail_next(CHAT, Fault(400, body=error_body(400, "messages: too long")))
+    llm = make("llm", config(server))
+    with pytest.raises(ProviderError, match="HTTP 400 .*messages: too long"):
+        await llm.complete(MESSAGES, max_tokens=3, temperature=0.0)
+    assert server.count(CHAT) == 1
 
 
 async def test_llm_401_names_the_env_var_and_hides_the_key(server, monkeypatch, caplog):

@@ -10,7 +10,7 @@ consumer closes the HTTP stream, so the server stops generating.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..types import TextDelta
 from .base import LLM, Message
@@ -30,6 +30,7 @@ class OpenAILLM(LLM):
         self._cfg = cfg.llm.openai
         self._client = OpenAIClient(self._cfg, "llm.openai")
         self.tokens_generated = 0  # content chunks of the last reply (≈ tokens)
+        self._limit_name = "max_tokens"
 
     async def _stream_impl(self, messages: list[Message], *, max_tokens: int, temperature: float
                            ) -> AsyncIterator[TextDelta]:
@@ -37,10 +38,7 @@ class OpenAILLM(LLM):
 
         self.tokens_generated = 0
         try:
-            stream = await self._client.get().chat.completions.create(
-                model=self._cfg.model, messages=messages, max_tokens=max_tokens,
-                temperature=temperature, stream=True,
-            )
+            stream = await self._open(messages, max_tokens, temperature)
             async with stream:  # closes the connection on cancel/break: generation stops
                 async for chunk in stream:
                     if not chunk.choices:  # usage-only chunks
@@ -51,6 +49,25 @@ class OpenAILLM(LLM):
                         yield TextDelta(text)
         except openai.OpenAIError as exc:
             raise self._client.error(exc) from None
+
+    async def _open(self, messages: list[Message], max_tokens: int, temperature: float) -> Any:
+        """Start the SSE stream. ``max_tokens`` is what OpenAI-compatible servers know;
+        newer OpenAI models reject it for ``max_completion_tokens``, learnt once per provider."""
+        import openai
+
+        client = self._client.get()
+        limit = {self._limit_name: max_tokens}
+        try:
+            return await client.chat.completions.create(
+                model=self._cfg.model, messages=messages, temperature=temperature, stream=True,
+                **limit)
+        except openai.BadRequestError as exc:
+            if self._limit_name != "max_tokens" or "max_completion_tokens" not in str(exc):
+                raise
+        self._limit_name = "max_completion_tokens"
+        return await client.chat.completions.create(
+            model=self._cfg.model, messages=messages, temperature=temperature, stream=True,
+            max_completion_tokens=max_tokens)
 
     async def aclose(self) -> None:
         """Close the HTTP client of this loop."""
