@@ -1,0 +1,196 @@
+"""Live latency and A/V sync of ``talk`` on the virtual device harness.
+
+1. Voice-to-face latency: the real :class:`~avatar_agent.live.Conversation` (real mic
+   and speaker streams, real window on Xvfb, the embedded models from the config) is
+   asked ``TURNS`` scripted questions spoken by Piper into the virtual mic. Per turn:
+   end of user speech → transcript, → first LLM token, → first sentence, → first
+   sentence audio, → first frame on screen (voice-to-face). Reported as p50/p95.
+2. A/V offset over a 60 s reply: the avatar says a long text (TTS + lip-sync chunks
+   queued as produced); for every frame shown, the audio clock minus the frame's
+   scheduled time.
+
+Needs ``../shared/harness`` (``AVATAR_HARNESS``); starts a private instance.
+Run: ``python benchmarks/bench_latency.py [--turns N] [--reply-s S]`` or
+``avatar-agent bench latency``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = Path(os.environ.get("AVATAR_HARNESS", ROOT.parent / "shared" / "harness"))
+
+QUESTIONS = [
+    "What is the capital of France?", "How are you today?", "What color is the sky?",
+    "Can you tell me a joke?", "What is two plus two?", "Where do penguins live?",
+    "What is your name?", "Do you like music?", "How far away is the moon?",
+    "What should I eat for lunch?", "Why is the sea salty?", "What time is it in Tokyo?",
+    "Who wrote Romeo and Juliet?", "What is the biggest animal?", "How do birds fly?",
+    "What is the weather like today?", "Can you help me with my homework?",
+    "What is a black hole?", "How many legs does a spider have?", "What is your favorite book?",
+    "Where is the Eiffel Tower?", "How do I make a cup of tea?",
+]
+LONG_TEXT = (
+    "Once upon a time a small robot lived at the bottom of the sea. Every morning it "
+    "cleaned the coral, counted the fish, and listened to the whales singing far away. "
+    "One day it found a glowing shell that hummed a quiet song. The robot carried the "
+    "shell through dark caves and across wide sandy plains, asking every creature it met "
+    "where the song came from. The octopus did not know. The old turtle only smiled. At "
+    "last a tiny seahorse told the robot that the shell belonged to the moon, which had "
+    "dropped it long ago while looking at its own reflection on the waves. So the robot "
+    "climbed the tallest rock, waited for the night, and held the shell up high. The moon "
+    "leaned down, took its shell back, and in return it gave the robot a single beam of "
+    "silver light, which shines on the sea floor to this day. And whenever the whales "
+    "sing, the robot hums along, because now it knows the song by heart."
+)
+
+
+def _start_harness() -> dict[str, str]:
+    script = HARNESS / "avdevices.sh"
+    if not script.is_file():
+        raise SystemExit(f"bench latency needs the device harness at {HARNESS}")
+    env_dir = f"/tmp/avdevices-aa-bench-{os.getuid()}"
+    out = subprocess.run([str(script), "start"], env={**os.environ, "AVDEV_DIR": env_dir},
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    env = {}
+    for line in out.splitlines():
+        if line.startswith("export ") and "=" in line:
+            key, _, value = line[7:].partition("=")
+            env[key] = value.strip("'\"")
+    os.environ.update(env)
+    if "sounddevice" in sys.modules:  # PortAudio must re-read ALSA with the env set
+        import sounddevice as sd
+
+        sd._terminate()
+        sd._initialize()
+    return env
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
+    from avatar_agent.audio.capture import MicCapture
+    from avatar_agent.audio.io import write_wav
+    from avatar_agent.audio.playback import Playback
+    from avatar_agent.live import Conversation
+    from avatar_agent.models import ModelStore
+    from avatar_agent.pipeline import Pipeline
+    from avatar_agent.render.window import Presenter
+    from avatar_agent.reply import load_avatar_image
+
+    pipeline = Pipeline.from_config(cfg, ModelStore(progress=False))
+    load_s = await asyncio.to_thread(pipeline.load)
+    state = await pipeline.prepare_avatar(load_avatar_image(cfg))
+    mic = MicCapture(sample_rate=16000, block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
+    pb = Playback(block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
+    mic.start()
+    pb.start()
+    presenter = Presenter(clock=pb, idle_fn=lambda t: pipeline.engine.idle(state, t),
+                          fps=pipeline.engine.fps, title="avatar_bench")
+    presenter.start()
+    conv = Conversation(cfg=cfg, pipeline=pipeline, mic=mic, playback=pb, presenter=presenter,
+                        avatar_state=state)
+    runner = asyncio.create_task(conv.run())
+    wavs = []
+    for i, q in enumerate((QUESTIONS * 3)[:turns]):  # synthesized up front, not during turns
+        pcm = [c.pcm async for c in pipeline.tts.synthesize(q)]
+        wavs.append(write_wav(work / f"q{i}.wav", np.concatenate(pcm), pipeline.tts_rate()))
+    try:
+        await asyncio.sleep(1.0)
+        for i, wav in enumerate(wavs):
+            player = await asyncio.create_subprocess_exec(
+                "paplay", "--device=user_mouth", "--channel-map=mono", str(wav))
+            await player.wait()
+            deadline = time.monotonic() + 120
+            while len(conv.turns) <= i and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the conversation
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.8)  # past the echo tail and the VAD hangover
+        # the long reply: TTS + lip-sync chunks queued as they are produced
+        conv.quit()
+        await runner
+        offsets, dropped, frames, t_first = [], 0, 0, None
+        shows = []
+        async with contextlib.aclosing(pipeline.say(LONG_TEXT, state)) as chunks:
+            async for chunk in chunks:
+                shows.append(presenter.play(chunk, pb.enqueue(chunk.audio, chunk.sample_rate)))
+                frames += len(chunk.frames)
+                if frames / pipeline.engine.fps >= reply_s:
+                    break
+        await asyncio.to_thread(shows[-1].done.wait, reply_s + 60)
+        for s in shows:
+            offsets += s.offsets_ms
+            dropped += s.dropped
+            t_first = t_first or s.first_shown_t
+        reply_len = sum(len(s.chunk.audio) / s.chunk.sample_rate for s in shows)
+    finally:
+        if not runner.done():
+            conv.quit()
+            await runner
+        mic.close()
+        pb.close()
+        presenter.stop()
+        await pipeline.aclose()
+    recs = [t for t in conv.turns if t.metrics.first_frame_s is not None and not t.interrupted]
+    col = {k: [getattr(t.metrics, k) for t in recs if getattr(t.metrics, k) is not None]
+           for k in ("stt_s", "first_token_s", "first_sentence_s", "first_audio_s", "first_frame_s")}
+    abs_off = np.abs(offsets) if offsets else np.zeros(1)
+    return {
+        "turns": len(conv.turns), "answered": len(recs),
+        "load_s": {k: round(v, 3) for k, v in load_s.items()},
+        **{f"{k}_p50": _pct(v, 50) for k, v in col.items()},
+        **{f"{k}_p95": _pct(v, 95) for k, v in col.items()},
+        "voice_to_face_s": [round(v, 3) for v in col["first_frame_s"]],
+        "frames_dropped_turns": sum(t.metrics.frames_dropped for t in recs),
+        "mic_overflows": mic.overflows, "speaker_underflows": pb.underflows,
+        "av_reply_s": round(reply_len, 1), "av_frames": frames, "av_dropped": dropped,
+        "av_offset_ms_median": round(float(np.median(offsets)), 2) if offsets else None,
+        "av_offset_ms_p95_abs": round(float(np.percentile(abs_off, 95)), 2),
+        "av_offset_ms_max_abs": round(float(abs_off.max()), 2),
+        "av_offset_ms_min": round(float(np.min(offsets)), 2) if offsets else None,
+    }
+
+
+def run(cfg, turns: int = 22, reply_s: float = 60.0) -> dict:
+    """Run both measurements with ``cfg`` (the embedded stack by default); returns numbers."""
+    _start_harness()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg.transcript.path = Path(tmp) / "bench.jsonl"
+        result = asyncio.run(_session(cfg, turns, reply_s, Path(tmp)))
+    result.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  machine=f"{platform.machine()}, {os.cpu_count()} cores",
+                  stt=cfg.stt.provider, llm=f"{cfg.llm.provider}:{cfg.llm.llama_cpp.model}",
+                  tts=cfg.tts.provider, lipsync=cfg.lipsync.engine)
+    return result
+
+
+def main() -> None:
+    """CLI entry: prints the JSON result."""
+    from avatar_agent.config import load_config
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--turns", type=int, default=22)
+    ap.add_argument("--reply-s", type=float, default=60.0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    cfg = load_config(None, args.overrides)
+    print(json.dumps(run(cfg, args.turns, args.reply_s), indent=2))
+
+
+if __name__ == "__main__":
+    main()
