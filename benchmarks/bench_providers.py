@@ -140,6 +140,52 @@ async def bench_tts(cfg: Config, store: ModelStore, name: str = "piper",
             "time_to_first_audio_s": _median(ttfa), "rtf": _median(rtf)}
 
 
+def bench_whisper_tiny_arch() -> dict[str, Any] | None:
+    """openai-whisper cost on tiny.en's exact architecture with RANDOM weights.
+
+    No real ``.pt`` can be fetched here. Encoder cost does not depend on the weights;
+    random weights decode to the 224-token limit, which gives the per-token cost. A
+    real question of ~20 tokens costs about ``encoder_s + 20 * per_token_s``.
+    Returns None when the extra ``whisper`` is not installed.
+    """
+    try:
+        import tempfile
+        from dataclasses import asdict
+
+        import torch
+        import whisper
+        from whisper.model import ModelDimensions, Whisper
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    dims = ModelDimensions(n_mels=80, n_audio_ctx=1500, n_audio_state=384, n_audio_head=6,
+                           n_audio_layer=4, n_vocab=51864, n_text_ctx=448, n_text_state=384,
+                           n_text_head=6, n_text_layer=4)  # tiny.en
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tiny.en-random.pt"
+        torch.save({"dims": asdict(dims), "model_state_dict": Whisper(dims).state_dict()}, path)
+        t0 = time.perf_counter()
+        model = whisper.load_model(str(path), device="cpu")
+        load_s = time.perf_counter() - t0
+    audio = np.zeros(16000 * 4, dtype=np.float32)
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio)).unsqueeze(0)
+    with torch.no_grad():
+        model.encoder(mel)  # warm-up
+        t0 = time.perf_counter()
+        model.encoder(mel)
+        encoder_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = model.transcribe(audio + 0.01 * np.random.RandomState(0).randn(len(audio)).astype(np.float32),
+                              language="en", fp16=False, temperature=0.0,
+                              condition_on_previous_text=False)
+    total_s = time.perf_counter() - t0
+    tokens = sum(len(seg["tokens"]) for seg in result["segments"]) or 1
+    per_token = max(0.0, total_s - encoder_s) / tokens
+    return {"weights": "random (tiny.en architecture)", "load_s": round(load_s, 3),
+            "encoder_s": round(encoder_s, 3), "decode_per_token_ms": round(per_token * 1000, 1),
+            "estimated_20_token_utterance_s": round(encoder_s + 20 * per_token, 3)}
+
+
 async def _speech(cfg: Config, store: ModelStore) -> dict[str, np.ndarray]:
     tts = registry.create("tts", "piper", cfg=cfg, store=store)
     out = {}
@@ -160,6 +206,7 @@ async def _run(cfg: Config) -> dict[str, Any]:
         "stt.faster_whisper": await bench_stt(cfg, store, speech),
         "llm.llama_cpp": await bench_llm(cfg, store),
         "tts.piper": await bench_tts(cfg, store),
+        "stt.whisper": bench_whisper_tiny_arch(),
     }
 
 

@@ -70,3 +70,14 @@ def test_faster_whisper_bad_model_is_one_line_model_error(store, tmp_path):
     cfg = Config.model_validate({"stt": {"faster_whisper": {"model": "no-such-model"}}})
     with pytest.raises(ModelError, match="neither a model-store name nor a folder"):
         registry.create("stt", "faster_whisper", cfg=cfg, store=store)
+
+
+async def test_faster_whisper_vad_filter_skips_long_silence(store, speak):
+    cfg = Config.model_validate({"stt": {"faster_whisper": {"vad_filter": True}}})
+    stt = registry.create("stt", "faster_whisper", cfg=cfg, store=store)
+    gap = np.zeros(3 * 16000, dtype=np.float32)
+    pcm = np.concatenate([gap, speak("Please open the window."), gap])
+    result = await stt.transcribe(Utterance(pcm=pcm, sample_rate=16000))
+    assert words(result.text) == ["please", "open", "the", "window"]
+    assert 2.5 < result.words[0].start < 3.6  # timings stay on the original clock
+    await stt.aclose()
