@@ -288,3 +288,36 @@ async def test_tts_500_reported_without_retrying_forever(server):
     with pytest.raises(ProviderError, match="tts.openai: HTTP 500"):
         [c async for c in tts.synthesize("hello")]
     assert server.count(SPEECH) == 3
+
+
+# ---------------------------------------------------------------- a whole cloud turn
+async def test_cloud_turn_with_use_openai_overrides(server, speak):
+    """The ``--set`` overrides that switch all three stages to OpenAI, one full turn."""
+    from avatar_agent.config import load_config
+    from avatar_agent.llm.base import ChatHistory
+    from avatar_agent.llm.splitter import split_sentences
+
+    sets = [f"{role}.provider=openai" for role in ("stt", "llm", "tts")]
+    for role in ("stt", "llm", "tts"):  # only to reach the test server instead of api.openai.com
+        sets += [f"{role}.openai.base_url={server.base_url}", f"{role}.openai.api_key_env={KEY_ENV}"]
+    cfg = load_config(None, sets)
+    stt, llm, tts = (registry.create(role, getattr(cfg, role).provider, cfg=cfg, store=None)
+                     for role in ("stt", "llm", "tts"))
+    server.transcript = "What can you do?"
+    server.reply_tokens = ["I", " can", " talk", ".", " I", " can", " listen", " too", "."]
+
+    heard = await stt.transcribe(Utterance(pcm=speak("What can you do?"), sample_rate=16000))
+    history = ChatHistory(cfg.llm.system_prompt, cfg.llm.history_turns)
+    deltas = llm.stream(history.messages(heard.text), max_tokens=cfg.llm.max_tokens,
+                        temperature=cfg.llm.temperature)
+    spoken = []
+    async for sentence in split_sentences(deltas):
+        audio = [c async for c in tts.synthesize(sentence.text)]
+        spoken.append((sentence.text, sum(c.duration_s for c in audio)))
+
+    assert heard.text == "What can you do?"
+    assert [t for t, _ in spoken] == ["I can talk.", "I can listen too."]
+    assert all(d == pytest.approx(SECONDS_PER_CHAR * len(t), abs=0.01) for t, d in spoken)
+    chat = next(r.json for r in server.requests if r.path == CHAT)
+    assert chat["model"] == "gpt-4o-mini" and chat["messages"][0]["role"] == "system"
+    assert [r.path for r in server.requests] == [STT, CHAT, SPEECH, SPEECH]

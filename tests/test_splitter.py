@@ -50,6 +50,14 @@ CASES = [
     ("no-final-punctuation", "Bye for now", ["Bye for now"]),
     ("numbered-sentence-end", "I am number 1. Then came 2.", ["I am number 1.", "Then came 2."]),
     ("whitespace", "  Hello\t  world.   Bye.  ", ["Hello world.", "Bye."]),
+    ("quoted-question-mid-sentence", 'She asked "why?" and left. Then what?',
+     ['She asked "why?" and left.', "Then what?"]),
+    ("quoted-exclamation-end", 'He shouted "stop!" Everyone froze.',
+     ['He shouted "stop!"', "Everyone froze."]),
+    ("domain-and-time", "Visit example.com at 10:30 today. Bye.",
+     ["Visit example.com at 10:30 today.", "Bye."]),
+    ("mr-and-mrs", "Mr. and Mrs. Smith are here. Welcome them.",
+     ["Mr. and Mrs. Smith are here.", "Welcome them."]),
     ("unknown-abbrev-lowercase", "It is approx. ten metres. Fine.", ["It is approx. ten metres.", "Fine."]),
 ]
 

@@ -167,10 +167,12 @@ class SentenceSplitter:
         if buf[i] in _CLAUSE:
             words = buf[:i].split()
             return len(words) >= self.first_clause_words and any(w[0].isalpha() for w in words)
-        if "!" in run or "?" in run:
+        if ("!" in run or "?" in run) and run[-1] not in _CLOSERS:
             return True
         if nxt is None:
             return None
+        if "!" in run or "?" in run:  # 'She asked "why?" and left.': a quote, not an end
+            return not nxt.islower()
         if nxt == "\n":
             return True
         if "…" in run or run.count(".") >= 2:  # ellipsis: a pause unless a new sentence starts
