@@ -246,6 +246,7 @@ async def test_tts_streams_pcm_chunks(server):
     chunks = [c async for c in tts.synthesize(text)]
     assert len(chunks) > 2 and all(c.sample_rate == SPEECH_RATE for c in chunks)
     assert all(c.duration_s == pytest.approx(0.4) for c in chunks[:-1])
+    assert [c.text for c in chunks] == [text] + [""] * (len(chunks) - 1)  # text once
     pcm = np.concatenate([c.pcm for c in chunks])
     assert len(pcm) / SPEECH_RATE == pytest.approx(SECONDS_PER_CHAR * len(text), abs=0.01)
     # the 220 Hz tone survives odd-sized network reads (int16 samples split across reads)

@@ -3,7 +3,8 @@
 ``response_format=pcm`` is 24 kHz mono 16-bit little-endian with no header, so audio
 can be handed on while it downloads: chunks of ``CHUNK_S`` seconds are yielded as they
 arrive (a whole number of 25/30 fps video frames each, which keeps lip-sync chunks
-frame-aligned). Closing the consumer closes the HTTP stream.
+frame-aligned); the first chunk carries the text, the others ``""``. Closing the consumer
+closes the HTTP stream.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class OpenAITTS(TTS):
         c = self._cfg
         step = int(CHUNK_S * PCM_RATE) * 2  # bytes
         pending = b""
+        label = text  # the text rides on the first chunk only, so a transcript of what
+        # was played (one entry per chunk) holds each sentence once
         try:
             async with self._client.get().audio.speech.with_streaming_response.create(
                 model=c.model, voice=c.voice, input=text, response_format="pcm", speed=c.speed,
@@ -48,12 +51,12 @@ class OpenAITTS(TTS):
                 async for data in response.iter_bytes():
                     pending += data
                     while len(pending) >= step:
-                        yield self._chunk(pending[:step], text)
-                        pending = pending[step:]
+                        yield self._chunk(pending[:step], label)
+                        label, pending = "", pending[step:]
         except openai.OpenAIError as exc:
             raise self._client.error(exc) from None
         if len(pending) >= 2:
-            yield self._chunk(pending[: len(pending) - len(pending) % 2], text)
+            yield self._chunk(pending[: len(pending) - len(pending) % 2], label)
 
     @staticmethod
     def _chunk(data: bytes, text: str) -> SpeechChunk:

@@ -3,7 +3,8 @@
 The voice is a model-store name (``piper-joe-medium``) or a path to a ``.onnx`` voice
 with its ``.onnx.json`` beside it. piper-tts 1.8 ``PiperVoice.synthesize`` yields one
 ``AudioChunk`` per sentence (22050 Hz for joe-medium); the generator is consumed in the
-provider's worker thread and each sentence becomes one :class:`SpeechChunk`.
+provider's worker thread and each sentence becomes one :class:`SpeechChunk` carrying
+that sentence's text.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ModelError
+from ..llm.splitter import split_text
 from ..types import PhonemeTiming, SpeechChunk
 from ..workers import Worker
 from .base import TTS
@@ -84,12 +86,18 @@ class PiperTTS(TTS):
         c = self._cfg
         syn = SynthesisConfig(speaker_id=c.speaker_id, length_scale=c.length_scale,
                               noise_scale=c.noise_scale, noise_w_scale=c.noise_w)
-        for chunk in self._voice.synthesize(  # type: ignore[union-attr]
-                text, syn, include_alignments=c.phoneme_timings):
-            yield SpeechChunk(pcm=chunk.audio_float_array, sample_rate=chunk.sample_rate,
-                              text=text, phonemes=_timings(chunk))
-            if stop.is_set():  # consumer gone: do not synthesize the next sentence
-                return
+        # One Piper call per sentence of ours, so each chunk knows the exact text it
+        # speaks (Piper's own split only returns phonemes); if espeak splits a sentence
+        # further, the text rides on its first chunk only.
+        for sentence in split_text(text, first_clause_words=0) or [text]:
+            label = sentence
+            for chunk in self._voice.synthesize(  # type: ignore[union-attr]
+                    sentence, syn, include_alignments=c.phoneme_timings):
+                yield SpeechChunk(pcm=chunk.audio_float_array, sample_rate=chunk.sample_rate,
+                                  text=label, phonemes=_timings(chunk))
+                label = ""
+                if stop.is_set():  # consumer gone: do not synthesize the next sentence
+                    return
 
     async def _synthesize_impl(self, text: str) -> AsyncIterator[SpeechChunk]:
         async for chunk in self._worker.iterate(lambda stop: self._chunks(text, stop)):
