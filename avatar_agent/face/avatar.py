@@ -1,0 +1,57 @@
+"""Loading the avatar: a portrait photo, or a short face video played as a loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import AvatarConfig
+from ..errors import InputError
+
+MAX_VIDEO_FRAMES = 250  # 10 s at 25 fps: a loop, not a film
+MAX_SIDE = 1920
+
+
+def load_image(path: Path) -> np.ndarray:
+    """A photo as (H, W, 3) uint8 BGR; one-line InputError when missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"avatar image not found: {path}", hint="pass --image PATH to a portrait photo")
+    data = np.fromfile(str(path), np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise InputError(f"cannot read avatar image {path}", hint="use a jpg or png file")
+    if max(image.shape[:2]) > MAX_SIDE:
+        raise InputError(f"avatar image {path} is too large ({image.shape[1]}x{image.shape[0]})",
+                         hint=f"resize it to at most {MAX_SIDE} px on its longer side")
+    return image
+
+
+def load_video(path: Path) -> np.ndarray:
+    """Up to ``MAX_VIDEO_FRAMES`` frames of a video as (T, H, W, 3) uint8 BGR."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"avatar video not found: {path}", hint="pass --video PATH to a face video")
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="bgr24"))
+                if len(frames) >= MAX_VIDEO_FRAMES:
+                    break
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise InputError(f"cannot read avatar video {path}: {exc}", hint="use an mp4 file") from None
+    if not frames:
+        raise InputError(f"avatar video {path} has no frames", hint="use an mp4 file with video")
+    return np.stack(frames)
+
+
+def load_avatar(cfg: AvatarConfig) -> np.ndarray:
+    """The configured avatar: (H, W, 3) for a photo, (T, H, W, 3) for a video."""
+    if cfg.video is not None:
+        return load_video(cfg.video)
+    return load_image(cfg.image)

@@ -1,0 +1,131 @@
+"""Audio (and phoneme timings) -> per-frame mouth parameters, streamed across chunks.
+
+Each video frame k covers audio ``[k/fps, (k+1)/fps)``. Its loudness (RMS in dBFS over
+that span, widened by 10 ms each side) maps linearly from ``FLOOR_DB`` (closed) to
+``TOP_DB`` (wide open); when the TTS gives phoneme timings, the phoneme class under the
+frame centre shapes the target (bilabials close the lips, rounded vowels narrow them).
+A one-pole smoother with separate attack and release time constants keeps the mouth
+from fluttering without lagging the voice by more than a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..types import PhonemeTiming
+
+FLOOR_DB = -45.0  # Piper/TTS speech frames sit between about -35 and -9 dBFS (measured)
+TOP_DB = -14.0
+CLOSED = 0.01  # below this the mouth is exactly closed (frame = photo)
+_WIDEN_S = 0.010
+
+# IPA phoneme -> (openness 0..1, rounding 0..1); anything else: (0.35, 0)
+_BILABIAL = set("mbpɱ")
+_LABIODENTAL = set("fv")
+_VOWELS = {
+    "a": (1.0, 0.0), "ɑ": (1.0, 0.1), "æ": (0.9, 0.0), "ʌ": (0.75, 0.0), "ɐ": (0.7, 0.0),
+    "e": (0.6, 0.0), "ɛ": (0.7, 0.0), "ə": (0.5, 0.0), "ɚ": (0.45, 0.3), "ɜ": (0.55, 0.2),
+    "i": (0.35, 0.0), "ɪ": (0.45, 0.0), "o": (0.7, 0.8), "ɔ": (0.8, 0.6), "u": (0.4, 1.0),
+    "ʊ": (0.45, 0.8), "w": (0.3, 1.0), "ɒ": (0.85, 0.5),
+}
+
+
+@dataclass
+class MouthParams:
+    """Per-frame targets: ``open`` 0..~1, ``round`` 0..1 (narrower lips)."""
+
+    open: np.ndarray
+    round: np.ndarray
+
+
+@dataclass
+class MouthTracker:
+    """Streaming state: audio tail, counters and the smoother's current values."""
+
+    fps: float
+    gain: float = 1.0
+    max_open: float = 1.0
+    attack_s: float = 0.03
+    release_s: float = 0.08
+    samples: int = 0
+    frames: int = 0
+    sample_rate: int = 0
+    tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    value: float = 0.0
+    rounding: float = 0.0
+
+    def reset(self) -> None:
+        """Forget everything (interrupted turn): the mouth closes immediately."""
+        self.samples = self.frames = 0
+        self.tail = np.zeros(0, np.float32)
+        self.value = self.rounding = 0.0
+
+    def step(self, pcm: np.ndarray, sample_rate: int,
+             phonemes: tuple[PhonemeTiming, ...] | None = None) -> MouthParams:
+        """Mouth parameters for the frames this chunk completes (no drift across chunks)."""
+        if self.sample_rate and sample_rate != self.sample_rate:
+            # a new voice/rate: convert counters so frame timing stays continuous
+            self.samples = int(round(self.samples * sample_rate / self.sample_rate))
+            self.tail = np.zeros(0, np.float32)
+        self.sample_rate = sample_rate
+        start_sample = self.samples
+        self.samples += len(pcm)
+        n_frames = int(round(self.samples * self.fps / sample_rate)) - self.frames
+        audio = np.concatenate([self.tail, np.asarray(pcm, np.float32)])
+        offset = start_sample - len(self.tail)  # absolute index of audio[0]
+        widen = int(_WIDEN_S * sample_rate)
+        targets = np.zeros(n_frames, np.float32)
+        rounds = np.zeros(n_frames, np.float32)
+        for i in range(n_frames):
+            k = self.frames + i
+            a = int(k * sample_rate / self.fps) - widen - offset
+            b = int((k + 1) * sample_rate / self.fps) + widen - offset
+            seg = audio[max(a, 0):max(min(b, len(audio)), 0)]
+            level = 20 * np.log10(max(float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0, 1e-6))
+            targets[i] = np.clip((level - FLOOR_DB) / (TOP_DB - FLOOR_DB), 0.0, 1.0)
+            if phonemes:
+                t_mid = (k + 0.5) / self.fps - start_sample / sample_rate
+                targets[i], rounds[i] = _shape(targets[i], t_mid, phonemes)
+        keep = int(0.1 * sample_rate)
+        self.tail = audio[-keep:].copy()
+        self.frames += n_frames
+        return MouthParams(self._smooth(targets * self.gain), self._smooth_round(rounds))
+
+    def _smooth(self, targets: np.ndarray) -> np.ndarray:
+        dt = 1.0 / self.fps
+        up = 1.0 - np.exp(-dt / max(self.attack_s, 1e-4))
+        down = 1.0 - np.exp(-dt / max(self.release_s, 1e-4))
+        out = np.empty_like(targets)
+        v = self.value
+        for i, target in enumerate(np.minimum(targets, self.max_open)):
+            v += (target - v) * (up if target > v else down)
+            if v < CLOSED and target < CLOSED:
+                v = 0.0
+            out[i] = v
+        self.value = v
+        return out
+
+    def _smooth_round(self, targets: np.ndarray) -> np.ndarray:
+        out = np.empty_like(targets)
+        r = self.rounding
+        for i, target in enumerate(targets):
+            r += (target - r) * 0.5
+            out[i] = r
+        self.rounding = r
+        return out
+
+
+def _shape(level_open: float, t: float, phonemes: tuple[PhonemeTiming, ...]) -> tuple[float, float]:
+    """Combine loudness with the phoneme under time ``t`` (s, chunk-relative)."""
+    for ph in phonemes:
+        if ph.start <= t < ph.end:
+            sym = ph.phoneme[:1]
+            if sym in _BILABIAL:
+                return level_open * 0.15, 0.0
+            if sym in _LABIODENTAL:
+                return level_open * 0.35, 0.0
+            openness, rounding = _VOWELS.get(sym, (0.35, 0.0))
+            return level_open * (0.5 + 0.5 * openness), rounding
+    return level_open, 0.0
