@@ -221,6 +221,9 @@ class AudioConfig(_Section):
         -40.0, le=0, description="echo=gate: while speaking, mic frames below this dBFS are silence."
     )
     echo_tail_ms: int = Field(250, ge=0, description="Keep the echo gate this long after playback.")
+    echo_return_db: float = Field(
+        -10.0, le=0, description="echo=gate: mic must exceed the speaker's own level plus this (dB)."
+    )
     latency: Literal["low", "high"] = Field("low", description="PortAudio latency hint for both streams.")
     device_retries: int = Field(3, ge=0, description="Reopen a lost input device this many times.")
 

@@ -30,7 +30,7 @@ from .config import Config
 from .errors import AvatarError, DeviceError
 from .pipeline import COULD_NOT_ANSWER, Pipeline
 from .render.window import ChunkShow, Presenter
-from .types import FrameChunk, TurnMetrics, Utterance
+from .types import AudioBlock, FrameChunk, TurnMetrics, Utterance
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class Conversation:
 
     async def _listen(self) -> None:
         async for block in self.mic.blocks():
-            for event in self.vad.push(block.pcm, block.t, gate=self._gated(block.pcm)):
+            for event in self.vad.push(block.pcm, block.t, gate=self._gated(block)):
                 await self._on_vad(event)
 
     async def _on_vad(self, event) -> None:
@@ -168,14 +168,22 @@ class Conversation:
             await self._cancel_turn(record_heard=True)  # a newer question wins
             self._start_turn(event)
 
-    def _gated(self, pcm) -> bool:
-        """Echo gate: is this mic block to be treated as silence?"""
-        speaking = self.state == "speaking" or time.monotonic() < self._gate_until
-        if not speaking or self.cfg.audio.echo == "none":
+    def _gated(self, block: AudioBlock) -> bool:
+        """Echo gate: is this mic block to be treated as silence?
+
+        While the avatar speaks (and ``echo_tail_ms`` after), a block counts only when it
+        is louder than both ``echo_gate_db`` and the speaker's own level around that
+        moment plus ``echo_return_db``: the user talking over the avatar, not its echo.
+        """
+        audio = self.cfg.audio
+        speaking = self.state == "speaking" or block.t < self._gate_until
+        if not speaking or audio.echo == "none":
             return False
-        if not self.cfg.audio.barge_in:
+        if not audio.barge_in:
             return True
-        return rms_db(pcm) < self.cfg.audio.echo_gate_db
+        dur = len(block.pcm) / block.sample_rate
+        ref = self.playback.level_db(block.t - 0.06, block.t + dur)
+        return rms_db(block.pcm) < max(audio.echo_gate_db, ref + audio.echo_return_db)
 
     # ---------------------------------------------------------------- barge-in
     async def _barge_in(self, t_onset: float) -> None:

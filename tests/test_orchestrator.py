@@ -38,6 +38,8 @@ class FakeMic:
         self._speech = np.zeros(0, np.float32)
         self._rng = np.random.default_rng(0)
         self.overflows = self.dropped_blocks = 0
+        self.echo: FakeOutputStream | None = None  # the room: the speaker leaks into the mic
+        self.echo_gain = 0.0
 
     def say(self, pcm: np.ndarray) -> float:
         """Start speaking ``pcm`` now; returns its duration in seconds."""
@@ -57,6 +59,8 @@ class FakeMic:
             n = min(BLOCK, len(self._speech))
             block[:n] += self._speech[:n]
             self._speech = self._speech[n:]
+            if self.echo is not None and self.echo.played:
+                block += self.echo.played[-1][1] * self.echo_gain
             yield AudioBlock(pcm=block, sample_rate=SR, t=t_next)
             t_next += BLOCK / SR
             await asyncio.sleep(max(0.0, t_next - time.monotonic()))
@@ -234,5 +238,24 @@ async def test_without_barge_in_the_mic_is_gated_while_speaking(tmp_path, store,
         await asyncio.sleep(1.5)
         assert conv.barge_ins == 0 and not conv.turns[0].interrupted
         assert len(conv.turns) == 1, "speech during the reply became a turn"
+    finally:
+        await _end(conv, task, stream, presenter)
+
+
+async def test_its_own_voice_in_the_mic_neither_barges_in_nor_is_heard(tmp_path, store, face,
+                                                                      speak):
+    cfg = _cfg(tmp_path)  # barge-in on, echo gate at the default level
+    question = speak("Tell me about the moon.")
+    conv, mic, stream, task, presenter = await _session(cfg, store, face)
+    mic.echo, mic.echo_gain = stream, 0.05  # the speaker reaches the mic 26 dB down
+    try:
+        await asyncio.sleep(0.3)
+        mic.say(question)
+        await _until(lambda: conv.turns, 120, "the turn")
+        await asyncio.sleep(1.5)
+        record = conv.turns[0]
+        assert len(stream.loud_times()) * BLOCK / SR > 1.0, "no reply was played"
+        assert conv.barge_ins == 0 and not record.interrupted
+        assert len(conv.turns) == 1, "the avatar's own voice became a turn"
     finally:
         await _end(conv, task, stream, presenter)

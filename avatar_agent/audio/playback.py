@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import DeviceError
 from .devices import _sd, find_device
-from .io import resample
+from .io import resample, rms_db
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class Playback:
         self._cb_time = 0.0    # monotonic time of the last callback
         self._latency = 0.0
         self._stream = None
+        self._levels: collections.deque[tuple[int, float]] = collections.deque(maxlen=200)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -128,6 +129,7 @@ class Playback:
                 else:
                     self._queue[0] = head[take:]
             out[filled:] = 0.0
+            self._levels.append((self._pos, rms_db(out[:filled]) if filled else -120.0))
             self._cb_pos = self._pos
             self._cb_time = time.monotonic()
             self._pos += frames
@@ -182,6 +184,18 @@ class Playback:
         # never past what was handed (a stalled device stays put)
         heard = cb_pos + (now - cb_time - self._latency) * self.sample_rate
         return int(min(max(heard, 0.0), pos))
+
+    def level_db(self, t0: float, t1: float) -> float:
+        """Loudest block level (dBFS) of what was heard between monotonic ``t0`` and ``t1``.
+
+        The echo gate compares the mic with it: the speaker's own voice reaches the mic
+        at about this level minus the room's echo loss.
+        """
+        p0, p1 = self.heard_position(t0), self.heard_position(t1)
+        block = self.sample_rate * self.block_ms // 1000
+        with self._lock:
+            levels = [db for pos, db in self._levels if pos + block > p0 and pos <= p1]
+        return max(levels, default=-120.0)
 
     def clock(self, now: float | None = None) -> float:
         """The audio clock in seconds: timeline position heard at ``now``."""
