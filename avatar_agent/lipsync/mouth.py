@@ -99,8 +99,10 @@ class MouthTracker:
         down = 1.0 - np.exp(-dt / max(self.release_s, 1e-4))
         out = np.empty_like(targets)
         v = self.value
+        hush = 1.0 - np.exp(-dt / max(self.release_s / 2, 1e-4))
         for i, target in enumerate(np.minimum(targets, self.max_open)):
-            v += (target - v) * (up if target > v else down)
+            # true silence (below the floor) closes twice as fast as a dip between syllables
+            v += (target - v) * (up if target > v else hush if target <= 0.0 else down)
             if v < CLOSED and target < CLOSED:
                 v = 0.0
             out[i] = v

@@ -1,0 +1,110 @@
+"""One real offline turn end to end: question wav -> STT -> LLM -> TTS -> viseme -> mp4.
+
+Uses the real bundled models (faster-whisper tiny.en, SmolLM2 GGUF, Piper joe, MediaPipe
+face) on the generated example assets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from avatar_agent.config import load_config
+from avatar_agent.render.mp4 import probe
+from avatar_agent.reply import reply_async
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = ROOT / "examples" / "assets" / "question.wav"
+FACE = ROOT / "examples" / "assets" / "face.png"
+
+
+@pytest.fixture(scope="module")
+def turn(tmp_path_factory, store):
+    tmp = tmp_path_factory.mktemp("reply")
+    cfg = load_config(None, [f"transcript.path={tmp / 't.jsonl'}", f"avatar.image={FACE}"])
+    out = tmp / "reply.mp4"
+    result = asyncio.run(reply_async(cfg, QUESTION, out, store=store))
+    return result, out, tmp / "t.jsonl"
+
+
+def _decode(path: Path):
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        rate = c.streams.audio[0].rate
+        pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in c.decode(audio=0)])
+    return frames, pcm, rate
+
+
+def test_transcript_and_reply(turn):
+    result, _, jsonl = turn
+    words = result.transcript.text.lower().replace("!", "").replace("?", "").replace(",", "").split()
+    assert words == ["hello", "what", "is", "the", "capital", "of", "france"]
+    assert len(result.reply_text.split()) >= 2
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records[-1]["user"] == result.transcript.text
+    assert records[-1]["assistant"] == result.reply_text
+    assert records[-1]["metrics"]["first_frame_s"] > 0
+
+
+def test_mp4_streams_have_equal_duration(turn):
+    result, out, _ = turn
+    frames, pcm, rate = _decode(out)
+    info = probe(out)  # the container's stream durations: what a player shows
+    assert info["audio_s"] > 0.8  # a spoken answer, not a blip
+    assert abs(info["video_s"] - info["audio_s"]) <= 0.040, info
+    assert info["frames"] == len(frames) and abs(len(frames) / 25.0 - info["video_s"]) < 1e-3
+    # decoded AAC carries up to one 1024-sample frame of encoder padding beyond the end
+    assert -0.040 <= len(pcm) / rate - info["video_s"] <= 0.040 + 1024 / rate
+    assert frames[0].shape == cv2.imread(str(FACE)).shape
+
+
+def test_mouth_moves_on_speech_and_is_closed_on_silence(turn):
+    _, out, _ = turn
+    frames, pcm, rate = _decode(out)
+    source = cv2.imread(str(FACE)).astype(np.int16)
+    diffs = np.stack([np.abs(f.astype(np.int16) - source).mean(axis=2) for f in frames])
+    # pixels that change over time (the encoder's error on still content is static)
+    moving = np.stack(frames).astype(np.float32).std(axis=0).mean(axis=2) > 12
+    ys, xs = np.nonzero(moving)
+    assert len(ys) > 50, "the mouth never moved"
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    h, w = source.shape[:2]
+    assert (y1 - y0) * (x1 - x0) < 0.1 * h * w, "changes spread beyond the mouth region"
+    box = diffs[:, y0:y1, x0:x1].mean(axis=(1, 2))
+    hop = rate // 25
+    level = np.array([np.sqrt(np.mean(pcm[k * hop:(k + 1) * hop] ** 2)) if k * hop < len(pcm) else 0
+                      for k in range(len(frames))])
+    loud = level > np.percentile(level, 70)
+    quiet = level < 10 ** (-45 / 20)
+    # silence long enough for the mouth to have closed (release ~80 ms = 2 frames), and not
+    # right before an onset (the mouth opens a little ahead of the sound, as real lips do)
+    padded = np.concatenate([[True] * 3, quiet, [True]])
+    silent = np.all([padded[i:i + len(quiet)] for i in range(5)], axis=0)
+    assert silent.sum() >= 2, f"the reply has no silent stretch to check: {np.round(20 * np.log10(level + 1e-9))}"
+    assert box[loud].mean() > 2.5 * box[silent].mean()
+    # closed on silence, measured as the face mesh sees it: the inner-lip gap of silent
+    # frames is the photo's own; speech frames open it
+    from avatar_agent.config import Config
+    from avatar_agent.face.analyzer import FaceAnalyzer, FaceLandmarks
+    from avatar_agent.face.mesh import roi_from_landmarks
+    from avatar_agent.models import ModelStore
+
+    analyzer = FaceAnalyzer(cfg=Config(), store=ModelStore())
+    rest = analyzer.analyze(source.astype(np.uint8))
+    roi = roi_from_landmarks(rest.points)
+
+    def aperture(frame):
+        return FaceLandmarks(analyzer.landmarks(frame, roi)[0], rest.box, 1.0).mouth_aperture()
+
+    photo = aperture(source.astype(np.uint8))  # the photo's own gap, measured the same way
+    closed = [aperture(frames[k]) for k in np.nonzero(silent)[0]]
+    opened = [aperture(frames[k]) for k in np.nonzero(loud)[0]]
+    assert max(abs(a - photo) for a in closed) < 0.025, (closed, photo)
+    assert np.mean(opened) > photo + 0.04, (opened, photo)
