@@ -124,6 +124,10 @@ class FaceAnalyzer:
             if not faces:
                 raise NoFaceError(f"no face found in {name}", hint=hint)
             det = max(faces, key=lambda d: d.area)  # several faces: the largest one speaks
+            x1, y1, x2, y2 = det.box  # clipped to the image by the detector
+            if min(x1, y1) <= 1 or x2 >= w - 1 or y2 >= h - 1:
+                raise NoFaceError(f"the face in {name} is cut by the image border",
+                                  hint="use a photo that shows the whole face with some margin")
             if min(det.width, det.height) < self.cfg.face.min_face_px:
                 raise NoFaceError(
                     f"the face in {name} is too small ({det.width:.0f} px wide, minimum "
