@@ -104,8 +104,10 @@ class OpenAILLMConfig(_Section):
 class LLMConfig(_Section):
     provider: str = "llama_cpp"
     system_prompt: str = (
-        "You are a friendly talking avatar. Answer in one or two short spoken sentences. "
-        "No markdown, no lists, no emojis."
+        # measured on SmolLM2-135M (benchmarks/RESULTS.md): this wording gave the most correct
+        # one-sentence answers; "no markdown / no lists" made the small model ramble
+        "You are Ava, a helpful assistant who speaks out loud. "
+        "Reply with one short, correct sentence in plain English."
     )
     max_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.3, ge=0.0, le=2.0)
@@ -175,6 +177,9 @@ class Wav2LipConfig(_Section):
     pads: tuple[int, int, int, int] = Field((0, 10, 0, 0), description="top, bottom, left, right")
     precision: Literal["auto", "f32", "bf16"] = "auto"
     skip_silence: bool = True
+    silence_db: float = Field(
+        -50.0, description="Frames whose 200 ms audio window stays below this RMS level (dBFS) skip inference."
+    )
 
 
 class LipSyncConfig(_Section):
