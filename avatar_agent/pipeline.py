@@ -148,11 +148,15 @@ class Pipeline:
 
         async def speak() -> None:
             while (sentence := await sentences.get()) is not None:
+                first = True
                 async for chunk in self.tts.synthesize(sentence.text):
                     if metrics.first_audio_s is None:
                         metrics.first_audio_s = time.perf_counter() - t0
-                    await speech.put(chunk if chunk.text else
-                                     SpeechChunk(chunk.pcm, chunk.sample_rate, sentence.text, chunk.phonemes))
+                    # a sentence's text rides on its first chunk only (streamed TTS sends
+                    # several), so the reply and the history hold each sentence once
+                    text = (chunk.text or sentence.text) if first else ""
+                    first = False
+                    await speech.put(SpeechChunk(chunk.pcm, chunk.sample_rate, text, chunk.phonemes))
             await speech.put(None)
 
         tasks = [asyncio.create_task(think(), name="turn-think"),
@@ -175,7 +179,8 @@ class Pipeline:
                                                  chunk.sample_rate, chunk.text, chunk.phonemes)
                 if metrics.first_frame_s is None:
                     metrics.first_frame_s = time.perf_counter() - t0
-                reply.append(chunk.text)
+                if chunk.text:
+                    reply.append(chunk.text)
                 yield frames
         finally:
             for task in tasks:

@@ -1,0 +1,45 @@
+"""A whole ``Pipeline`` turn on the OpenAI providers against the real local test server.
+
+The speech endpoint streams each sentence as several PCM chunks, so this catches a
+reply/history that repeats a sentence once per chunk. Lip-sync is the real viseme engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from avatar_agent.config import load_config
+from avatar_agent.models import ModelStore
+from avatar_agent.pipeline import Pipeline
+from avatar_agent.types import Utterance
+
+from .openai_server import OpenAIServer
+
+KEY_ENV = "AVATAR_TEST_OPENAI_KEY"
+
+
+async def test_cloud_turn_through_the_pipeline(monkeypatch, tmp_path, speak, hopper_bgr, store):
+    with OpenAIServer() as server:
+        monkeypatch.setenv(KEY_ENV, server.api_key)
+        sets = [f"transcript.path={tmp_path / 't.jsonl'}", "lipsync.blink=false"]
+        for role in ("stt", "llm", "tts"):
+            sets += [f"{role}.provider=openai", f"{role}.openai.base_url={server.base_url}",
+                     f"{role}.openai.api_key_env={KEY_ENV}"]
+        cfg = load_config(None, sets)
+        server.transcript = "What can you do?"
+        server.reply_tokens = ["I", " can", " talk", ".", " I", " can", " listen", " too", "."]
+        pipe = Pipeline.from_config(cfg, ModelStore(progress=False))
+        state = await pipe.prepare_avatar(hopper_bgr)
+        result, chunks = await pipe.turn(Utterance(speak("What can you do?"), 16000), state)
+        got = [c async for c in chunks]
+        await pipe.aclose()
+    assert result.transcript.text == "What can you do?"
+    assert len(got) > 2  # the speech API streamed several chunks
+    assert result.reply_text == "I can talk. I can listen too."
+    assert pipe.history.messages("next")[-2] == {"role": "assistant", "content": result.reply_text}
+    audio_s = sum(c.duration_s for c in got)
+    frames = sum(len(c.frames) for c in got)
+    assert abs(frames / 25.0 - audio_s) <= 0.04 * len(got)
+    moving = [not np.array_equal(f, hopper_bgr) for c in got for f in c.frames]
+    assert np.mean(moving) > 0.5  # the 220 Hz tone is loud: the mouth moves
+    assert [r.path for r in server.requests].count("/v1/audio/speech") == 2
