@@ -1,11 +1,15 @@
 """Audio (and phoneme timings) -> per-frame mouth parameters, streamed across chunks.
 
-Each video frame k covers audio ``[k/fps, (k+1)/fps)``. Its loudness (RMS in dBFS over
-that span, widened by 10 ms each side) maps linearly from ``FLOOR_DB`` (closed) to
-``TOP_DB`` (wide open); when the TTS gives phoneme timings, the phoneme class under the
-frame centre shapes the target (bilabials close the lips, rounded vowels narrow them).
-A one-pole smoother with separate attack and release time constants keeps the mouth
-from fluttering without lagging the voice by more than a frame.
+Frame k is shown at ``k/fps``. Its loudness is the RMS (dBFS) of the audio one frame
+long centred on that instant, ``[(k-½)/fps - 10 ms, (k+½)/fps)``: all of it has arrived
+by the time frame k is due (frames are emitted once ``(k+½)/fps`` of audio is in), so
+streaming in chunks of any size gives exactly the frames of one-shot rendering, and the
+lips lead the sound by a few milliseconds as real ones do. Loudness maps linearly from
+``FLOOR_DB`` (closed) to ``TOP_DB`` (wide open); when the TTS gives phoneme timings, the
+phoneme class under the frame shapes the target (bilabials close the lips, rounded vowels
+narrow them). A one-pole smoother with separate attack and release time constants, and a
+slew limit per frame, keeps the mouth from fluttering or snapping (a real mouth takes
+about two frames to open wide) without lagging the voice by more than a frame.
 """
 
 from __future__ import annotations
@@ -19,7 +23,18 @@ from ..types import PhonemeTiming
 FLOOR_DB = -45.0  # Piper/TTS speech frames sit between about -35 and -9 dBFS (measured)
 TOP_DB = -14.0
 CLOSED = 0.01  # below this the mouth is exactly closed (frame = photo)
+# fastest opening per second (openness units): closed -> wide takes >= ~140 ms, as real jaws do
+MAX_RATE = 7.0
 _WIDEN_S = 0.010
+# How open the mouth looks (to the face mesh, and to people) against the warp's openness,
+# normalised: a narrow slit reads as nearly closed, the lips read as parted from ~0.3 on
+# (measured on Grace Hopper's closed-lips portrait: inner-lip gap / inter-ocular distance).
+_OPENNESS = np.array([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0])
+_VISIBLE = np.array([0.0, 0.085, 0.16, 0.23, 0.55, 0.74, 1.0, 2.0])
+# largest change of the *visible* opening per 1/25 s: a real mouth takes about two frames
+# to open wide, and the mesh then sees a jump of at most ~0.1 × inter-ocular (range ~0.22)
+SLEW_OPEN = 0.30
+SLEW_CLOSE = 0.30
 
 # IPA phoneme -> (openness 0..1, rounding 0..1); anything else: (0.35, 0)
 _BILABIAL = set("mbpɱ")
@@ -78,31 +93,41 @@ class MouthTracker:
         widen = int(_WIDEN_S * sample_rate)
         targets = np.zeros(n_frames, np.float32)
         rounds = np.zeros(n_frames, np.float32)
+        snap = np.zeros(n_frames, bool)
         for i in range(n_frames):
             k = self.frames + i
-            a = int(k * sample_rate / self.fps) - widen - offset
-            b = int((k + 1) * sample_rate / self.fps) + widen - offset
+            a = int((k - 0.5) * sample_rate / self.fps) - widen - offset
+            b = int((k + 0.5) * sample_rate / self.fps) - offset
             seg = audio[max(a, 0):max(min(b, len(audio)), 0)]
             level = 20 * np.log10(max(float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0, 1e-6))
             targets[i] = np.clip((level - FLOOR_DB) / (TOP_DB - FLOOR_DB), 0.0, 1.0)
             if phonemes:
-                t_mid = (k + 0.5) / self.fps - start_sample / sample_rate
+                t_mid = k / self.fps - start_sample / sample_rate
+                open_before = targets[i]
                 targets[i], rounds[i] = _shape(targets[i], t_mid, phonemes)
+                snap[i] = targets[i] < 0.5 * open_before  # a lip closure (m, b, p): close fast
         keep = int(0.1 * sample_rate)
         self.tail = audio[-keep:].copy()
         self.frames += n_frames
-        return MouthParams(self._smooth(targets * self.gain), self._smooth_round(rounds))
+        return MouthParams(self._smooth(targets * self.gain, snap), self._smooth_round(rounds))
 
-    def _smooth(self, targets: np.ndarray) -> np.ndarray:
+    def _smooth(self, targets: np.ndarray, snap: np.ndarray) -> np.ndarray:
         dt = 1.0 / self.fps
         up = 1.0 - np.exp(-dt / max(self.attack_s, 1e-4))
         down = 1.0 - np.exp(-dt / max(self.release_s, 1e-4))
         out = np.empty_like(targets)
         v = self.value
         hush = 1.0 - np.exp(-dt / max(self.release_s / 2, 1e-4))
+        rise, fall = SLEW_OPEN * 25.0 / self.fps, SLEW_CLOSE * 25.0 / self.fps
         for i, target in enumerate(np.minimum(targets, self.max_open)):
             # true silence (below the floor) closes twice as fast as a dip between syllables
-            v += (target - v) * (up if target > v else hush if target <= 0.0 else down)
+            rate = up if target > v or snap[i] else hush if target <= 0.0 else down
+            want = v + (target - v) * rate
+            # slew limit in visible units (the slit-to-open range changes look fastest)
+            seen = float(np.interp(v, _OPENNESS, _VISIBLE))
+            lo = float(np.interp(seen - fall, _VISIBLE, _OPENNESS))
+            hi = float(np.interp(seen + rise, _VISIBLE, _OPENNESS))
+            v = float(np.clip(want, lo, hi))
             if v < CLOSED and target < CLOSED:
                 v = 0.0
             out[i] = v
