@@ -33,8 +33,8 @@ _OPENNESS = np.array([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0])
 _VISIBLE = np.array([0.0, 0.085, 0.16, 0.23, 0.55, 0.74, 1.0, 2.0])
 # largest change of the *visible* opening per 1/25 s: a real mouth takes about two frames
 # to open wide, and the mesh then sees a jump of at most ~0.1 × inter-ocular (range ~0.22)
-SLEW_OPEN = 0.30
-SLEW_CLOSE = 0.30
+SLEW_OPEN = 0.25
+SLEW_CLOSE = 0.28
 
 # IPA phoneme -> (openness 0..1, rounding 0..1); anything else: (0.35, 0)
 _BILABIAL = set("mbpɱ")

@@ -6,6 +6,11 @@ builds the warp; ``render`` turns speech into frames through :class:`MouthTracke
 (lips, jaw, synthesized mouth interior); ``idle`` gives the listening face with natural
 blinks and, when enabled, a slight breathing head motion. With the mouth closed, no
 blink and no head motion, a frame is the photo itself.
+
+A video avatar (``prepare`` given (T, H, W, 3) frames) is played as a loop: the face is
+tracked through it once (``face.track``, smoothed landmarks), and each output frame is
+warped from the next video frame with that frame's landmarks; speech and idle frames
+continue the loop from where the other left off, so turns join without a jump.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 
 from ..config import Config
 from ..face.analyzer import FaceAnalyzer, FaceLandmarks
+from ..face.track import track_faces
 from ..models import ModelStore
 from ..types import PhonemeTiming
 from .base import LipSyncEngine
@@ -38,6 +44,23 @@ class VisemeState:
     blinks: np.ndarray  # blink start times (s), sorted
     speech_t0: float = 0.0  # seconds of speech rendered before this turn (blink clock)
     extra: dict = field(default_factory=dict)
+    video: np.ndarray | None = None  # (T, H, W, 3) loop for a video avatar, else None
+    faces: list[FaceLandmarks] | None = None  # tracked landmarks per video frame
+    video_pos: int = -1  # index (unwrapped) of the last video frame shown
+    idle_offset: int | None = None  # idle index = round(t * fps) + idle_offset
+    warps: dict[int, FaceWarp] = field(default_factory=dict)  # small cache per video frame
+
+    def base(self, index: int) -> tuple[np.ndarray, FaceWarp, FaceLandmarks]:
+        """The source image, its warp and landmarks for output frame ``index`` (video: looped)."""
+        if self.video is None or self.faces is None:
+            return self.image, self.warp, self.face
+        k = index % len(self.video)
+        warp = self.warps.get(k)
+        if warp is None:
+            if len(self.warps) >= 8:  # played in order: the oldest entry is not needed again soon
+                self.warps.pop(next(iter(self.warps)))
+            warp = self.warps[k] = FaceWarp(self.video[k], self.faces[k])
+        return self.video[k], warp, self.faces[k]
 
 
 class VisemeEngine(LipSyncEngine):
@@ -52,15 +75,19 @@ class VisemeEngine(LipSyncEngine):
 
     def prepare(self, image_bgr: np.ndarray) -> VisemeState:
         """Analyse the portrait (largest face) and precompute the warp."""
+        video = faces = None
+        if image_bgr.ndim == 4 and len(image_bgr) > 1:
+            video = np.ascontiguousarray(image_bgr)
+            faces = track_faces(self.analyzer, video)
         image = np.ascontiguousarray(image_bgr[0] if image_bgr.ndim == 4 else image_bgr)
-        face = self.analyzer.analyze(image)
+        face = faces[0] if faces else self.analyzer.analyze(image)
         vc = self.cfg.lipsync.viseme
         mouth = MouthTracker(fps=self.fps, gain=vc.gain, max_open=vc.max_open,
                              attack_s=vc.attack_ms / 1000, release_s=vc.release_ms / 1000)
         rng = np.random.default_rng(self.cfg.lipsync.seed)
         gaps = rng.uniform(*BLINK_GAP_S, size=2000)
         return VisemeState(image=image, face=face, warp=FaceWarp(image, face), mouth=mouth,
-                           blinks=np.cumsum(gaps) - gaps[0] * 0.5)
+                           blinks=np.cumsum(gaps) - gaps[0] * 0.5, video=video, faces=faces)
 
     def render(self, state: VisemeState, pcm: np.ndarray, sample_rate: int,
                phonemes: tuple[PhonemeTiming, ...] | None = None) -> np.ndarray:
@@ -71,30 +98,38 @@ class VisemeEngine(LipSyncEngine):
         frames = np.empty((len(params.open), h, w, 3), np.uint8)
         teeth = self.cfg.lipsync.viseme.teeth
         for i, (openness, rounding) in enumerate(zip(params.open, params.round, strict=True)):
+            state.video_pos += 1
+            image, warp, face = state.base(state.video_pos)
             frame = frames[i]
-            frame[:] = state.image
-            state.warp.mouth(frame, float(openness), float(rounding), teeth)
+            frame[:] = image
+            warp.mouth(frame, float(openness), float(rounding), teeth)
             t = state.speech_t0 + (first + i) / self.fps
-            self._alive(state, frame, t)
+            self._alive(warp, face, frame, t, state.blinks)
+        state.idle_offset = None  # the next idle frame continues the loop from here
         return frames
 
     def idle(self, state: VisemeState, t: float) -> np.ndarray:
         """The listening face at ``t`` seconds: mouth closed, blinks, optional head motion."""
-        frame = state.image.copy()
-        return self._alive(state, frame, t)
+        step = int(round(t * self.fps))
+        if state.idle_offset is None:
+            state.idle_offset = state.video_pos + 1 - step
+        state.video_pos = step + state.idle_offset
+        image, warp, face = state.base(state.video_pos)
+        return self._alive(warp, face, image.copy(), t, state.blinks)
 
     def reset(self, state: VisemeState) -> None:
         """Close the mouth now and restart the speech counters (turn interrupted or done)."""
         state.speech_t0 += state.mouth.frames / self.fps
         state.mouth.reset()
 
-    def _alive(self, state: VisemeState, frame: np.ndarray, t: float) -> np.ndarray:
+    def _alive(self, warp: FaceWarp, face: FaceLandmarks, frame: np.ndarray, t: float,
+               blinks: np.ndarray) -> np.ndarray:
         if self.cfg.lipsync.blink:
-            amount = blink_amount(state.blinks, t)
+            amount = blink_amount(blinks, t)
             if amount > 0.02:
-                state.warp.blink(frame, amount)
+                warp.blink(frame, amount)
         if self.cfg.lipsync.head_motion:
-            frame[:] = head_motion(frame, t, state.face)
+            frame[:] = head_motion(frame, t, face)
         return frame
 
 
