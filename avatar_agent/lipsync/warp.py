@@ -174,18 +174,26 @@ class FaceWarp:
 
     def _paint(self, roi: np.ndarray, from_top: np.ndarray, to_bottom: np.ndarray,
                gap: np.ndarray, inner: np.ndarray, teeth: bool) -> np.ndarray:
-        alpha = np.clip(np.minimum(from_top, to_bottom) + 0.5, 0.0, 1.0)
+        # soft edges (about 1 % of the inter-ocular distance) so the cavity sits *in* the lips
+        # instead of looking cut out; it also fades in where the gap is a slit (the corners)
+        soft = max(1.0, 0.012 * self.iod)
+        alpha = np.clip((np.minimum(from_top, to_bottom) + 0.5) / soft, 0.0, 1.0)
+        alpha *= np.clip(gap / (0.03 * self.iod), 0.0, 1.0)
         alpha = np.where(gap > 0.5, alpha, 0.0).astype(np.float32)
         depth = np.clip(from_top / np.maximum(gap, 1e-3), 0, 1)
         shade = (np.abs(depth - 0.55) * 1.6).clip(0, 1)[..., None]
         colour = THROAT_BGR + (CAVITY_BGR - THROAT_BGR) * shade
         if teeth:
             tooth_h = np.minimum(0.32 * gap, 0.075 * self.iod)
-            upper_t = (from_top < tooth_h) & (inner > 0.25)
-            lower_t = (to_bottom < 0.35 * tooth_h) & (inner > 0.45) & (gap > 0.12 * self.iod)
+            # upper teeth under the upper lip, shaded towards the corners and their lower edge
+            upper_t = np.clip((tooth_h - from_top) / soft, 0, 1) * np.clip((inner - 0.25) * 4, 0, 1)
             fade = np.clip(1.0 - from_top / np.maximum(tooth_h, 1e-3), 0, 1) * 0.25
             tint = (0.62 + 0.3 * inner + fade)[..., None]
-            colour = np.where((upper_t | lower_t)[..., None], TEETH_BGR * tint, colour)
+            colour = colour + (TEETH_BGR * tint - colour) * upper_t[..., None]
+            # a hint of the lower teeth, dimmer (in shadow), only when the mouth is well open
+            lower_t = (np.clip((0.3 * tooth_h - to_bottom) / soft, 0, 1) * np.clip((inner - 0.6) * 4, 0, 1)
+                       * np.clip((gap - 0.12 * self.iod) / (0.04 * self.iod), 0, 1))
+            colour = colour + (TEETH_BGR * 0.72 - colour) * lower_t[..., None]
         out = roi.astype(np.float32) * (1 - alpha[..., None]) + colour * alpha[..., None]
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
