@@ -21,6 +21,8 @@ from .pipeline import Pipeline, TurnResult
 from .render.mp4 import Mp4Writer
 from .types import FrameChunk, Transcript, Utterance
 
+CLOSING_S = 0.4  # a file answer ends on a moment of silence: the mouth settles closed
+
 
 def load_avatar_image(cfg: Config) -> np.ndarray:
     """The avatar portrait as (H, W, 3) uint8 BGR; one-line InputError if unusable."""
@@ -35,12 +37,17 @@ def _check_output(path: Path) -> None:
         raise InputError(f"output {path} must end in .mp4", hint="e.g. --output out/reply.mp4")
 
 
-async def _write(chunks, writer: Mp4Writer, show: bool) -> None:
+async def _write(chunks, writer: Mp4Writer, show: bool, pipe: Pipeline, state) -> None:
     frames_shown: list[FrameChunk] = []
     async for chunk in chunks:
         writer.add_chunk(chunk)
-        if show:
-            frames_shown.append(chunk)
+        frames_shown.append(chunk)
+    if frames_shown:  # continue the engine's state through a short silence
+        rate = frames_shown[-1].sample_rate
+        tail = await asyncio.to_thread(pipe.engine.render_chunk, state,
+                                       np.zeros(int(CLOSING_S * rate), np.float32), rate)
+        writer.add_chunk(tail)
+        frames_shown.append(tail)
     if show:
         play_in_window(frames_shown)
 
@@ -87,7 +94,7 @@ async def reply_async(cfg: Config, question: Path, output: Path, *, show: bool =
     utt = Utterance(pcm=pcm, sample_rate=PIPELINE_RATE)
     result, chunks = await pipe.turn(utt, state)
     with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate()) as writer:
-        await _write(chunks, writer, show)
+        await _write(chunks, writer, show, pipe, state)
     result.metrics.stages = {**{f"load_{k}": v for k, v in load_s.items()},
                              "setup": setup_s, **result.metrics.stages}
     if pipeline is None:
@@ -119,7 +126,7 @@ async def say_async(cfg: Config, text: str, output: Path) -> TurnResult:
     state = await pipe.prepare_avatar(image)
     t0 = time.perf_counter()
     with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate()) as writer:
-        await _write(pipe.say(text, state), writer, show=False)
+        await _write(pipe.say(text, state), writer, False, pipe, state)
     result = TurnResult(transcript=Transcript(text=""), reply_text=text)
     result.metrics.stages["say"] = time.perf_counter() - t0
     await pipe.aclose()
