@@ -16,18 +16,23 @@ from .config import Config
 from .errors import InputError
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
-AREAS = ("providers", "lipsync", "latency")
+
+
+def areas() -> list[str]:
+    """Benchmark areas present: ``benchmarks/bench_<area>.py``."""
+    return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
 
 
 def run_bench(cfg: Config, what: list[str]) -> dict[str, Any]:
     """Run the named areas (``all`` = every area) and return their results."""
-    areas = list(AREAS) if "all" in what else what
-    unknown = [a for a in areas if a not in AREAS]
+    known = areas()
+    chosen = known if "all" in what else what
+    unknown = [a for a in chosen if a not in known]
     if unknown:
-        raise InputError(f"unknown benchmark '{unknown[0]}'", hint=f"choose from: {', '.join(AREAS)}, all")
+        raise InputError(f"unknown benchmark '{unknown[0]}'", hint=f"choose from: {', '.join(known)}, all")
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor()
                                or platform.machine()}
-    for area in areas:
+    for area in chosen:
         path = BENCH_DIR / f"bench_{area}.py"
         if not path.is_file():
             raise InputError(f"benchmark script {path} not found", hint="run from a source checkout")
