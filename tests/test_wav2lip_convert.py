@@ -139,3 +139,25 @@ def test_cli_converts_into_the_model_store(tmp_path, monkeypatch, capsys):
     assert out.is_file() and out.with_suffix(".bin").stat().st_size < 80e6
     assert f"wrote {out}" in capsys.readouterr().out
     assert not list(tmp_path.glob(".*partial*"))     # temp files renamed or removed
+
+
+@pytest.mark.slow
+def test_int8_quantization_keeps_the_ports_and_the_picture():
+    """NNCF INT8 of the random network, calibrated on engine-like inputs, stays close to FP32."""
+    pytest.importorskip("nncf")
+    import openvino as ov
+
+    from avatar_agent.lipsync.convert import quantize_int8
+
+    mel, face = _inputs(24, seed=7)
+    xml = random_ir()
+    q = quantize_int8(xml, xml.with_name("random-int8.xml"), mel, face, subset_size=24)
+    core = ov.Core()
+    ref = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = core.compile_model(str(q), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    assert [p.get_any_name() for p in got.inputs] == ["mel", "face"]
+    m, f = _inputs(4, seed=8)
+    a, b = ref({"mel": m, "face": f})["frames"], got({"mel": m, "face": f})["frames"]
+    assert b.shape == (4, 3, 96, 96)
+    assert np.abs(a - b).mean() < 0.25 * a.std()          # error well under the picture's contrast
+    assert q.with_suffix(".bin").stat().st_size < 0.4 * xml.with_suffix(".bin").stat().st_size

@@ -23,7 +23,7 @@ from avatar_agent.lipsync.wav2lip import (  # noqa: E402
 
 from .wav2lip_assets import colour_ir, probe_ir, random_ir  # noqa: E402
 
-BOX = (176, 70, 336, 250)           # the astronaut's face in the 512x512 portrait
+BOX = (174, 70, 279, 175)           # the astronaut's face (detector box) in the 512x512 portrait
 
 
 def _engine(store, model, **opts) -> Wav2LipEngine:
@@ -60,7 +60,7 @@ def test_missing_model_names_the_converter(store, tmp_path):
 
 def test_face_input_masks_the_lower_half(face_bgr):
     x1, y1, x2, y2 = padded_box(BOX, (0, 10, 0, 0), face_bgr.shape)
-    assert (y2 - y1, x2 - x1) == (190, 160)                      # bottom pad, clipped
+    assert (y2 - y1, x2 - x1) == (115, 105)                      # bottom pad
     assert padded_box((0, 0, 500, 505), (5, 10, 5, 20), (512, 512, 3)) == (0, 0, 512, 512)
     face = face_input(face_bgr[y1:y2, x1:x2])
     assert face.shape == (6, 96, 96) and face.dtype == np.float32
@@ -120,7 +120,7 @@ def test_colour_order_is_bgr_end_to_end(store, face_bgr, speak):
     x1, y1, x2, y2 = state.box
     drawn = [f for f in frames if not np.array_equal(f, face_bgr)]
     assert drawn
-    centre = drawn[0][y1 + 20:y2 - 20, x1 + 20:x2 - 20].reshape(-1, 3)
+    centre = drawn[0][y1 + 8:y2 - 8, x1 + 8:x2 - 8].reshape(-1, 3)
     assert np.abs(centre.astype(int) - (26, 128, 230)).max() <= 1
 
 
@@ -132,10 +132,10 @@ def test_network_sees_the_masked_half_and_lands_in_the_box(store, face_bgr, spea
     f = next(f for f in frames if not np.array_equal(f, face_bgr))
     x1, y1, x2, y2 = state.box
     mid = (y1 + y2) // 2
-    lower = f[mid + 6:y2 - 8, x1 + 8:x2 - 8]
+    lower = f[mid + 4:y2 - 6, x1 + 6:x2 - 6]
     assert lower.max() == 0                                       # zeros in, zeros out
-    upper = f[y1 + 8:mid - 6, x1 + 8:x2 - 8].astype(float)
-    ref = face_bgr[y1 + 8:mid - 6, x1 + 8:x2 - 8].astype(float)
+    upper = f[y1 + 6:mid - 4, x1 + 6:x2 - 6].astype(float)
+    ref = face_bgr[y1 + 6:mid - 4, x1 + 6:x2 - 6].astype(float)
     assert np.abs(upper - ref).mean() < 12                        # the photo, through 96 px
     # the reference channels are the unmasked crop, in the photo's own colour order
     eng = _engine(store, probe_ir("reference"))
@@ -171,6 +171,18 @@ def test_bad_box_is_a_config_error(store, face_bgr):
     eng.cfg.avatar.box = (400, 400, 600, 600)
     with pytest.raises(ConfigError):
         eng.prepare(face_bgr)
+
+
+def test_box_from_face_detection(store, face_bgr):
+    """No avatar.box: the project's face detector finds the astronaut; pads are applied."""
+    from avatar_agent.face.analyzer import FaceAnalyzer
+
+    eng = _engine(store, random_ir())
+    eng.cfg.avatar.box = None
+    state = eng.prepare(face_bgr)
+    x1, y1, x2, y2 = FaceAnalyzer(cfg=Config(), store=store).analyze(face_bgr).box
+    assert state.box == padded_box((x1, y1, x2, y2), (0, 10, 0, 0), face_bgr.shape)
+    assert 150 < state.box[0] < 200 and 240 < state.box[2] < 300     # the face, not the suit
 
 
 def test_fp16_ir_runs(store, face_bgr, sentence):

@@ -74,6 +74,22 @@ def to_openvino(model):
     return ov_model
 
 
+def save_atomic(ov_model, out_xml: Path, fp16: bool) -> Path:
+    """Save an IR via temp files renamed into place (``.bin`` first, ``.xml`` last)."""
+    import openvino as ov
+
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    tmp_xml = out_xml.with_name(f".{out_xml.stem}.{os.getpid()}.partial.xml")
+    try:
+        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=fp16)
+        os.replace(tmp_xml.with_suffix(".bin"), out_xml.with_suffix(".bin"))
+        os.replace(tmp_xml, out_xml)   # the .xml last: it is what the engine looks for
+    finally:
+        for p in (tmp_xml, tmp_xml.with_suffix(".bin")):
+            p.unlink(missing_ok=True)
+    return out_xml
+
+
 def convert_wav2lip(pth: Path, out_xml: Path | None = None, fp16: bool = False) -> Path:
     """Convert ``pth`` (Wav2Lip generator weights) to an OpenVINO IR; returns the ``.xml`` path.
 
@@ -84,7 +100,6 @@ def convert_wav2lip(pth: Path, out_xml: Path | None = None, fp16: bool = False) 
         import torch
     except ImportError:
         raise MissingExtraError("the Wav2Lip converter", "convert", "torch") from None
-    import openvino as ov
 
     pth = Path(pth)
     out_xml = Path(out_xml) if out_xml is not None else default_output()
@@ -92,14 +107,27 @@ def convert_wav2lip(pth: Path, out_xml: Path | None = None, fp16: bool = False) 
         raise InputError(f"output must be an OpenVINO .xml path, got {out_xml}", hint="e.g. --output checkpoints/wav2lip.xml")
     model = build_model(torch, _load_checkpoint(torch, pth), pth)
     ov_model = to_openvino(model)
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
-    tmp_xml = out_xml.with_name(f".{out_xml.stem}.{os.getpid()}.partial.xml")
-    try:
-        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=fp16)
-        os.replace(tmp_xml.with_suffix(".bin"), out_xml.with_suffix(".bin"))
-        os.replace(tmp_xml, out_xml)   # the .xml last: it is what the engine looks for
-    finally:
-        for p in (tmp_xml, tmp_xml.with_suffix(".bin")):
-            p.unlink(missing_ok=True)
+    save_atomic(ov_model, out_xml, fp16)
     log.info("wav2lip IR written", extra={"path": str(out_xml), "fp16": fp16})
     return out_xml
+
+
+def quantize_int8(xml: Path, out_xml: Path, mels, faces, subset_size: int = 64) -> Path:
+    """Post-training INT8 quantization (NNCF) of a Wav2Lip IR; returns ``out_xml``.
+
+    ``mels`` ``(N,1,80,16)`` and ``faces`` ``(N,6,96,96)`` float32 are calibration inputs
+    as the engine feeds them (speech mel windows, the masked/reference face input). The
+    CPU runs INT8 convolutions with VNNI; check the result against the FP32 IR on real
+    faces before trusting it (quantization error shows as a grainy mouth).
+    """
+    try:
+        import nncf
+    except ImportError:
+        raise MissingExtraError("INT8 quantization", "convert", "nncf") from None
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    items = [{"mel": mels[i:i + 1], "face": faces[i:i + 1]} for i in range(len(mels))]
+    quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=min(subset_size, len(items)),
+                              fast_bias_correction=True)
+    return save_atomic(quantized, Path(out_xml), fp16=False)

@@ -174,12 +174,10 @@ class Wav2LipEngine(LipSyncEngine):
                 raise ConfigError(f"avatar.box {self.cfg.avatar.box} is not inside the {w}x{h} image",
                                   hint="give x1,y1,x2,y2 in pixels with x1<x2<=width, y1<y2<=height")
             return x1, y1, x2, y2
-        try:
-            from ..face import FaceAnalyzer  # type: ignore[attr-defined]
-        except ImportError:
-            raise ConfigError("the wav2lip engine needs a face box and face detection is unavailable",
-                              hint="set avatar.box: [x1, y1, x2, y2]") from None
-        box = FaceAnalyzer(self.cfg, self.store).analyze(image).box
+        from ..face.analyzer import FaceAnalyzer
+
+        # the detector's box plays the part of the original's S3FD box (cached per image)
+        box = FaceAnalyzer(cfg=self.cfg, store=self.store).analyze(image).box
         return tuple(int(round(v)) for v in box)  # type: ignore[return-value]
 
     def prepare(self, image_bgr: np.ndarray) -> Wav2LipState:
