@@ -216,7 +216,9 @@ class AudioConfig(_Section):
     input_device: str | int | None = Field(None, description="Name substring or index; None = default.")
     output_device: str | int | None = None
     sample_rate: int = Field(16000, description="Pipeline rate for capture/STT.")
-    block_ms: int = Field(20, ge=10, le=100)
+    block_ms: int = Field(
+        10, ge=5, le=100, description="Mic and speaker block: PortAudio buffers 2 (measured 20 ms at 10)."
+    )
     vad: VADConfig = VADConfig()
     barge_in: bool = True
     echo: Literal["gate", "none"] = Field(
@@ -227,7 +229,7 @@ class AudioConfig(_Section):
     )
     echo_tail_ms: int = Field(250, ge=0, description="Keep the echo gate this long after playback.")
     echo_return_db: float = Field(
-        -10.0, le=0, description="echo=gate: mic must exceed the speaker's own level plus this (dB)."
+        -18.0, le=0, description="echo=gate: mic must exceed the speaker's own level plus this (dB)."
     )
     latency: Literal["low", "high"] = Field("low", description="PortAudio latency hint for both streams.")
     device_retries: int = Field(3, ge=0, description="Reopen a lost input device this many times.")

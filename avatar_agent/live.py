@@ -34,6 +34,7 @@ from .types import AudioBlock, FrameChunk, TurnMetrics, Utterance
 
 log = logging.getLogger(__name__)
 
+_UNDUCK_S = 0.25  # a duck not confirmed as speech by then was a noise: resume the reply
 _PLAYOUT_SLACK_S = 3.0  # a reply not heard this long after it should have ended: device lost
 
 
@@ -99,6 +100,7 @@ class Conversation:
         self._fatal: BaseException | None = None
         self._early = False  # the running turn started at a pause, before the hangover
         self._gate_until = 0.0
+        self._loud_t = 0.0  # capture time of the last loud mic block while speaking
 
     # ---------------------------------------------------------------- control
     def quit(self) -> None:
@@ -106,6 +108,8 @@ class Conversation:
         self._quit.set()
 
     def _set_state(self, state: str) -> None:
+        if state != "speaking":
+            self.playback.duck(False)
         self.state = state
         self.presenter.set_state(state)
         log.info("state %s", state)
@@ -146,8 +150,29 @@ class Conversation:
 
     async def _listen(self) -> None:
         async for block in self.mic.blocks():
-            for event in self.vad.push(block.pcm, block.t, gate=self._gated(block)):
+            gated = self._gated(block)
+            self._duck(block, gated)
+            for event in self.vad.push(block.pcm, block.t, gate=gated):
                 await self._on_vad(event)
+
+    def _duck(self, block: AudioBlock, gated: bool) -> None:
+        """Silence the reply at the first loud mic block while speaking (possible barge-in).
+
+        The VAD needs ``onset_ms`` of voice to confirm speech, and a reply often goes on
+        over unvoiced consonants ("s", "t") before that; ducking at once keeps barge-in
+        within 150 ms of the user's first sound. No confirmation within ``_UNDUCK_S``:
+        a false alarm, the reply resumes.
+        """
+        if self.state != "speaking" or not self.cfg.audio.barge_in:
+            return
+        if not gated and self.vad.loud(block.pcm):
+            if not self.playback.ducked:
+                self.playback.duck(True)
+                log.info("ducked: possible barge-in")
+            self._loud_t = block.t
+        elif self.playback.ducked and block.t - self._loud_t > _UNDUCK_S:
+            self.playback.duck(False)
+            log.info("unducked: no speech followed")
 
     async def _on_vad(self, event) -> None:
         if isinstance(event, SpeechStart):
@@ -246,7 +271,7 @@ class Conversation:
             async for chunk in self.pipeline.respond(transcript.text, self.avatar_state, t0=t0,
                                                      metrics=m):
                 self._play(record, chunk)
-        except (AvatarError, Exception) as exc:  # a failing turn never ends the conversation
+        except Exception as exc:  # a failing turn never ends the conversation
             record.error = str(exc) if isinstance(exc, AvatarError) else type(exc).__name__
             log.warning("turn failed: %s", type(exc).__name__)
             try:
@@ -347,6 +372,8 @@ async def _talk(cfg: Config, window: bool) -> int:
         load_times = await asyncio.to_thread(pipeline.load)
         avatar_state = await pipeline.prepare_avatar(image)
         log.info("models loaded", extra={k: round(v, 3) for k, v in load_times.items()})
+        warm_s = await pipeline.warm_up(avatar_state)
+        log.info("warm-up %.2f s", warm_s)
         playback.start()
         conv_box: list[Conversation] = []
         presenter = Presenter(

@@ -98,6 +98,22 @@ class Pipeline:
             times[name] = time.perf_counter() - t0
         return times
 
+    async def warm_up(self, state: Any) -> float:
+        """Run every stage once on throw-away input so the first real turn is not slower.
+
+        First calls pay one-off costs (ONNX/CTranslate2 kernel setup, the LLM's KV cache
+        of the system prompt, which later prompts share as a prefix). Returns seconds.
+        """
+        t0 = time.perf_counter()
+        rng = np.random.default_rng(0)
+        noise = (rng.standard_normal(8000) * 0.01).astype(np.float32)
+        await self.stt.transcribe(Utterance(pcm=noise, sample_rate=16000))
+        await self.llm.complete(self.history.messages("Hello."), max_tokens=1, temperature=0.0)
+        async for chunk in self.tts.synthesize("Hello."):
+            await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm, chunk.sample_rate)
+        self.engine.reset(state)
+        return time.perf_counter() - t0
+
     def tts_rate(self) -> int:
         """Sample rate of the TTS voice (for writers and playback)."""
         return int(getattr(self.tts, "sample_rate", 22050))

@@ -58,13 +58,17 @@ LONG_TEXT = (
 )
 
 
-def _start_harness() -> dict[str, str]:
+def _harness(action: str) -> str:
     script = HARNESS / "avdevices.sh"
     if not script.is_file():
         raise SystemExit(f"bench latency needs the device harness at {HARNESS}")
-    env_dir = f"/tmp/avdevices-aa-bench-{os.getuid()}"
-    out = subprocess.run([str(script), "start"], env={**os.environ, "AVDEV_DIR": env_dir},
-                         capture_output=True, text=True, check=True, timeout=60).stdout
+    env_dir = f"/tmp/avdevices-aa-bench-{os.getuid()}-{os.getpid()}"
+    return subprocess.run([str(script), action], env={**os.environ, "AVDEV_DIR": env_dir},
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def _start_harness() -> dict[str, str]:
+    out = _harness("start")
     env = {}
     for line in out.splitlines():
         if line.startswith("export ") and "=" in line:
@@ -96,6 +100,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
     pipeline = Pipeline.from_config(cfg, ModelStore(progress=False))
     load_s = await asyncio.to_thread(pipeline.load)
     state = await pipeline.prepare_avatar(load_avatar_image(cfg))
+    await pipeline.warm_up(state)  # as talk does
     mic = MicCapture(sample_rate=16000, block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
     pb = Playback(block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
     mic.start()
@@ -120,12 +125,16 @@ async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
             while len(conv.turns) <= i and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the conversation
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.8)  # past the echo tail and the VAD hangover
+            if len(conv.turns) > i:
+                m = conv.turns[i].metrics
+                print(f"turn {i + 1}/{len(wavs)}: voice-to-face {m.first_frame_s} s",
+                      file=sys.stderr, flush=True)
         # the long reply: TTS + lip-sync chunks queued as they are produced
         conv.quit()
         await runner
         offsets, dropped, frames, t_first = [], 0, 0, None
         shows = []
-        async with contextlib.aclosing(pipeline.say(LONG_TEXT, state)) as chunks:
+        async with contextlib.aclosing(pipeline.say(LONG_TEXT + " " + LONG_TEXT, state)) as chunks:
             async for chunk in chunks:
                 shows.append(presenter.play(chunk, pb.enqueue(chunk.audio, chunk.sample_rate)))
                 frames += len(chunk.frames)
@@ -168,10 +177,18 @@ async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
 def run(cfg, turns: int = 22, reply_s: float = 60.0) -> dict:
     """Run both measurements with ``cfg`` (the embedded stack by default); returns numbers."""
     _start_harness()
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg.transcript.path = Path(tmp) / "bench.jsonl"
-        result = asyncio.run(_session(cfg, turns, reply_s, Path(tmp)))
+    # the reply's length does not change the time to its first frame; short replies only
+    # keep 20+ turns within minutes
+    cfg.llm.max_tokens = min(cfg.llm.max_tokens, 40)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg.transcript.path = Path(tmp) / "bench.jsonl"
+            result = asyncio.run(_session(cfg, turns, reply_s, Path(tmp)))
+    finally:
+        _harness("stop")
     result.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  load_avg_1m=round(os.getloadavg()[0], 2),
+                  llm_threads=cfg.llm.llama_cpp.n_threads,
                   machine=f"{platform.machine()}, {os.cpu_count()} cores",
                   stt=cfg.stt.provider, llm=f"{cfg.llm.provider}:{cfg.llm.llama_cpp.model}",
                   tts=cfg.tts.provider, lipsync=cfg.lipsync.engine)

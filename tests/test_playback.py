@@ -84,3 +84,23 @@ def test_clock_advances_smoothly_between_callbacks():
     assert pb.heard_position(t_cb + 0.01) == pytest.approx(9 * BLOCK - 0.03 * RATE, abs=1)
     # a stalled device: the clock never passes what was handed
     assert pb.heard_position(t_cb + 5.0) == 10 * BLOCK
+
+
+def test_duck_silences_at_once_keeps_the_clock_and_flush_reports_the_duck(speak):
+    pb = _pb()
+    pcm = speak("A reply that someone may talk over at any moment now.")
+    s = pb.enqueue(pcm, RATE)
+    _pull(pb, 25)
+    pb.duck(True)
+    ducked = _pull(pb, 5)
+    assert not ducked.any(), "audio handed out while ducked"
+    pb.duck(False)  # a false alarm: the reply resumes where the clock is, not where it stopped
+    resumed = _pull(pb, 5)
+    np.testing.assert_array_equal(resumed, pcm[30 * BLOCK:35 * BLOCK])
+    _pull(pb, 5)
+    pb.duck(True)
+    at_duck = pb.heard_position()
+    _pull(pb, 3)
+    heard = pb.flush()
+    assert not pb.ducked and heard <= at_duck + 1
+    assert pb.heard_samples(s, heard) < 40 * BLOCK

@@ -70,6 +70,7 @@ class Playback:
         self._latency = 0.0
         self._stream = None
         self._levels: collections.deque[tuple[int, float]] = collections.deque(maxlen=200)
+        self._duck_pos: int | None = None  # heard position when ducking began
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -129,6 +130,9 @@ class Playback:
                 else:
                     self._queue[0] = head[take:]
             out[filled:] = 0.0
+            if self._duck_pos is not None:  # possible barge-in: silent, the clock runs on
+                out[:filled] = 0.0
+                filled = 0
             self._levels.append((self._pos, rms_db(out[:filled]) if filled else -120.0))
             self._cb_pos = self._pos
             self._cb_time = time.monotonic()
@@ -153,20 +157,40 @@ class Playback:
             self._tail = start + len(pcm)
         return Scheduled(start=start, length=len(pcm), rate=self.sample_rate)
 
+    def duck(self, on: bool) -> None:
+        """Silence the output at once (``on``) without dropping the queue, or undo it.
+
+        Used on a possible barge-in, before the VAD has confirmed speech: the queue is
+        still consumed, so the clock and the picture run on; undoing resumes the reply.
+        """
+        if on and self._duck_pos is None:
+            self._duck_pos = self.heard_position()
+        elif not on:
+            self._duck_pos = None
+
+    @property
+    def ducked(self) -> bool:
+        """True while :meth:`duck` silences the output."""
+        return self._duck_pos is not None
+
     def flush(self) -> int:
         """Drop all queued audio not yet handed to the device; returns the heard position.
 
-        The next callback (within one block) hands out a 4 ms fade, then silence.
+        The next callback (within one block) hands out a 4 ms fade, then silence. When
+        ducked, the heard position is where ducking began, and ducking ends.
         """
-        fade = int(self.sample_rate * _FADE_S)
         with self._lock:
+            ducked_at = self._duck_pos
+            fade = int(self.sample_rate * _FADE_S) if ducked_at is None else 0
             head = self._queue[0][:fade].copy() if self._queue else np.zeros(0, np.float32)
             self._queue.clear()
+            self._duck_pos = None
             if len(head):
                 head *= np.linspace(1.0, 0.0, len(head), dtype=np.float32)
                 self._queue.append(head)
             self._tail = self._pos + len(head)
-        return self.heard_position()
+        heard = self.heard_position()
+        return heard if ducked_at is None else min(heard, ducked_at)
 
     def queued_s(self) -> float:
         """Seconds of audio queued and not yet handed to the device."""

@@ -115,6 +115,11 @@ class VadSegmenter:
         """True between a :class:`SpeechStart` and the end of that utterance."""
         return self._triggered
 
+    def loud(self, pcm: np.ndarray) -> bool:
+        """Is ``pcm`` clearly above the tracked noise floor (speech-like energy)?"""
+        floor = _FLOOR_MIN_DB if self._floor is None else self._floor
+        return rms_db(pcm) >= floor + self._margin_db
+
     def reset(self) -> None:
         """Forget any partial utterance and the pre-roll (e.g. after the avatar spoke)."""
         self._triggered = False

@@ -1,9 +1,10 @@
 """Virtual devices for end-to-end tests: PulseAudio mic/speaker + Xvfb (``../shared/harness``).
 
 The session fixture ``avdevices`` starts a private harness instance (its own
-``AVDEV_DIR``, so a developer's interactive instance is not disturbed), exports its
-environment into ``os.environ`` for in-process streams and subprocesses, and stops it at
-the end. It skips only when the harness scripts are absent; any other failure fails.
+``AVDEV_DIR`` per test session, so neither a developer's interactive instance nor another
+test run is disturbed), exports its environment into ``os.environ`` for in-process
+streams and subprocesses, and stops it at the end. It skips only when the harness
+scripts are absent; any other failure fails.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def avdevices():
     for tool in ("pulseaudio", "Xvfb", "paplay", "parec", "xdotool", "import"):
         if shutil.which(tool) is None:
             pytest.fail(f"harness tool '{tool}' missing: run {HARNESS / 'install-deps.sh'}")
-    env_dir = f"/tmp/avdevices-aa-e2e-{os.getuid()}"
+    # one instance per test session: two sessions at once (two developers, CI) would
+    # otherwise share one "room" and hear each other
+    env_dir = f"/tmp/avdevices-aa-e2e-{os.getuid()}-{os.getpid()}"
     run_env = {**os.environ, "AVDEV_DIR": env_dir}
     proc = subprocess.run([str(SCRIPT), "start"], env=run_env, capture_output=True, text=True,
                           timeout=60)
@@ -124,11 +127,11 @@ def play_into_mic(path: Path, block: bool = True) -> subprocess.Popen:
     return proc
 
 
-def screenshot(path: Path) -> np.ndarray:
-    """Screenshot of the whole virtual screen as BGR."""
+def screenshot(path: Path, window: str = "root") -> np.ndarray:
+    """Screenshot of the virtual screen (or of one X window id) as BGR."""
     import cv2
 
-    subprocess.run(["import", "-window", "root", str(path)], check=True, timeout=30,
+    subprocess.run(["import", "-window", window, str(path)], check=True, timeout=30,
                    capture_output=True)
     img = cv2.imread(str(path))
     assert img is not None, "screenshot unreadable"

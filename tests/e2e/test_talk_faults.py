@@ -60,3 +60,28 @@ def test_mic_lost_mid_session_retries_then_exits_cleanly(avdevices, tmp_path):
     assert "error: the audio input stopped delivering sound" in text
     assert "Traceback" not in text
     assert took < 20, f"took {took:.1f} s to give up"
+
+
+def test_ctrl_c_exits_cleanly_with_0(avdevices, tmp_path):
+    import signal
+
+    cmd = [sys.executable, "-m", "avatar_agent", "talk", "--no-window",
+           "--set", f"transcript.path={tmp_path / 't.jsonl'}"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        first = proc.stdout.readline()
+        while first and not first.startswith("listening"):
+            first = proc.stdout.readline()
+        assert first.startswith("listening"), "talk never started listening"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=10)
+        took = time.monotonic() - t0
+        rest = proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, rest
+    assert took < 2.0, f"Ctrl-C took {took:.2f} s"
+    assert "Traceback" not in rest
