@@ -148,7 +148,9 @@ def test_colours_stay_bgr(talk):
 
 
 def test_streaming_equals_one_shot(store, speak, hopper_bgr):
-    pcm = np.concatenate([speak(SENTENCES[0]), np.zeros(SR // 3, np.float32)])
+    """Any chunking (sentences, or cuts inside words) gives exactly the one-shot frames."""
+    pause = np.zeros(SR // 3, np.float32)
+    pcm = np.concatenate([speak(SENTENCES[0]), pause, speak(SENTENCES[1]), pause])
     whole_engine = VisemeEngine(cfg=_cfg(), store=store)
     whole = whole_engine.render(whole_engine.prepare(hopper_bgr), pcm, SR)
     engine = VisemeEngine(cfg=_cfg(), store=store)
@@ -185,6 +187,33 @@ def test_bilabial_phoneme_closes_the_lips(store, speak, hopper_bgr):
     a = np.abs(vowel.astype(np.int16) - hopper_bgr).mean()
     m = np.abs(lips.astype(np.int16) - hopper_bgr).mean()
     assert m < 0.5 * a
+
+
+def test_real_phoneme_timings_keep_the_sync(store, hopper_bgr):
+    """Piper's own per-phoneme timings (as the TTS stage sends them) shape the mouth in sync."""
+    pytest.importorskip("onnx")  # Piper needs it to expose the alignments
+    from piper import PiperVoice
+
+    from avatar_agent.audio.io import resample
+    from avatar_agent.tts.piper import _timings
+
+    voice = PiperVoice.load(str(store.path("piper-joe-medium")), include_alignments=True)
+    chunks = list(voice.synthesize(" ".join(SENTENCES) + " Maybe my mom will bake bread.",
+                                   include_alignments=True))
+    assert all(_timings(c) for c in chunks)
+    engine = VisemeEngine(cfg=_cfg(), store=store)
+    state = engine.prepare(hopper_bgr)
+    frames = np.concatenate([engine.render(state, c.audio_float_array, c.sample_rate, _timings(c))
+                             for c in chunks])
+    pcm = np.concatenate([resample(c.audio_float_array, c.sample_rate, SR) for c in chunks])
+    measure = Measure(store, hopper_bgr)
+    aperture = np.array([measure(f) for f in frames])
+    env = _envelope(pcm, len(frames))
+    rs = {lag: float(np.corrcoef(aperture[max(lag, 0):len(aperture) + min(lag, 0)],
+                                 env[max(-lag, 0):len(env) + min(-lag, 0)])[0, 1]) for lag in range(-3, 4)}
+    best = max(rs, key=rs.get)
+    assert rs[best] >= 0.6 and abs(best) <= 1, rs
+    assert np.abs(np.diff(aperture)).max() <= MAX_JUMP
 
 
 @pytest.mark.parametrize("height", [256, 1080])

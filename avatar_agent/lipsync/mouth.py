@@ -3,13 +3,15 @@
 Frame k is shown at ``k/fps``. Its loudness is the RMS (dBFS) of the audio one frame
 long centred on that instant, ``[(k-½)/fps - 10 ms, (k+½)/fps)``: all of it has arrived
 by the time frame k is due (frames are emitted once ``(k+½)/fps`` of audio is in), so
-streaming in chunks of any size gives exactly the frames of one-shot rendering, and the
-lips lead the sound by a few milliseconds as real ones do. Loudness maps linearly from
-``FLOOR_DB`` (closed) to ``TOP_DB`` (wide open); when the TTS gives phoneme timings, the
-phoneme class under the frame shapes the target (bilabials close the lips, rounded vowels
-narrow them). A one-pole smoother with separate attack and release time constants, and a
-slew limit per frame, keeps the mouth from fluttering or snapping (a real mouth takes
-about two frames to open wide) without lagging the voice by more than a frame.
+streaming in chunks of any size gives exactly the frames of one-shot rendering. (Looking
+one frame further ahead would centre the opening ramp on the sound, lag 0 instead of +1
+frame against the speech envelope, but then the frames at every chunk end depend on the
+chunking: measured, rejected.) Loudness maps linearly from ``FLOOR_DB`` (closed) to
+``TOP_DB`` (wide open); when the TTS gives phoneme timings, the sound under the frame
+(``PHONEME_LEAD_S`` ahead: lips shape a sound before it is heard) shapes the target:
+bilabials close the lips, rounded vowels narrow them. A one-pole smoother with separate
+attack and release time constants, and a slew limit per frame, keeps the mouth from
+fluttering or snapping (a real mouth takes two or three frames to open wide).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ CLOSED = 0.01  # below this the mouth is exactly closed (frame = photo)
 # fastest opening per second (openness units): closed -> wide takes >= ~140 ms, as real jaws do
 MAX_RATE = 7.0
 _WIDEN_S = 0.010
+# lips shape a sound ahead of hearing it (coarticulation); timings are known per chunk
+PHONEME_LEAD_S = 0.04  # measured: r 0.70 -> 0.73 against the envelope with Piper's timings
 # How open the mouth looks (to the face mesh, and to people) against the warp's openness,
 # normalised: a narrow slit reads as nearly closed, the lips read as parted from ~0.3 on
 # (measured on Grace Hopper's closed-lips portrait: inner-lip gap / inter-ocular distance).
@@ -94,6 +98,7 @@ class MouthTracker:
         targets = np.zeros(n_frames, np.float32)
         rounds = np.zeros(n_frames, np.float32)
         snap = np.zeros(n_frames, bool)
+        speech_sounds = clean_phonemes(phonemes) if phonemes else ()
         for i in range(n_frames):
             k = self.frames + i
             a = int((k - 0.5) * sample_rate / self.fps) - widen - offset
@@ -102,9 +107,9 @@ class MouthTracker:
             level = 20 * np.log10(max(float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0, 1e-6))
             targets[i] = np.clip((level - FLOOR_DB) / (TOP_DB - FLOOR_DB), 0.0, 1.0)
             if phonemes:
-                t_mid = k / self.fps - start_sample / sample_rate
+                t_mid = k / self.fps - start_sample / sample_rate + PHONEME_LEAD_S
                 open_before = targets[i]
-                targets[i], rounds[i] = _shape(targets[i], t_mid, phonemes)
+                targets[i], rounds[i] = _shape(targets[i], t_mid, speech_sounds)
                 snap[i] = targets[i] < 0.5 * open_before  # a lip closure (m, b, p): close fast
         keep = int(0.1 * sample_rate)
         self.tail = audio[-keep:].copy()
@@ -144,8 +149,33 @@ class MouthTracker:
         return out
 
 
+# Piper/espeak symbols that are not sounds: stress marks belong to the next phoneme, the
+# length mark to the previous one; pauses and punctuation carry no mouth shape
+_STRESS = set("ˈˌ")
+_LENGTH = set("ːˑ")
+
+
+def clean_phonemes(phonemes: tuple[PhonemeTiming, ...]) -> tuple[PhonemeTiming, ...]:
+    """Only the speech sounds, with stress/length marks' time given to their sound."""
+    out: list[PhonemeTiming] = []
+    pending = None  # start of a stress mark waiting for its phoneme
+    for ph in phonemes:
+        sym = ph.phoneme[:1]
+        if sym in _STRESS:
+            pending = ph.start if pending is None else pending
+        elif sym in _LENGTH:
+            if out and abs(out[-1].end - ph.start) < 1e-6:
+                out[-1] = PhonemeTiming(out[-1].phoneme, out[-1].start, ph.end)
+        elif sym.isalpha():
+            out.append(PhonemeTiming(ph.phoneme, ph.start if pending is None else pending, ph.end))
+            pending = None
+        else:  # a pause, a word space, punctuation, sentence marks
+            pending = None
+    return tuple(out)
+
+
 def _shape(level_open: float, t: float, phonemes: tuple[PhonemeTiming, ...]) -> tuple[float, float]:
-    """Combine loudness with the phoneme under time ``t`` (s, chunk-relative)."""
+    """Combine loudness with the speech sound under time ``t`` (s, chunk-relative)."""
     for ph in phonemes:
         if ph.start <= t < ph.end:
             sym = ph.phoneme[:1]
