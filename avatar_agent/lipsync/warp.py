@@ -41,6 +41,7 @@ DOWN = 0.22  # lower-lip drop at full opening, × inter-ocular distance
 JAW = 0.16  # chin drop at full opening, × inter-ocular distance
 NECK = 0.5  # below the chin the drop fades out over this × inter-ocular distance
 WIDTH = 1.8  # jaw window half-width, × mouth half-width
+BLINK_SPAN = 0.5  # share of the brow-to-upper-lid distance that moves in a blink
 CAVITY_BGR = np.array([48, 42, 78], np.float32)
 THROAT_BGR = np.array([20, 16, 32], np.float32)
 TEETH_BGR = np.array([188, 198, 208], np.float32)
@@ -204,6 +205,9 @@ class FaceWarp:
         half = float(abs(((pts[corners[1]] - pts[corners[0]]) @ basis)[0]) / 2)
         v_up, v_low = ((pts[list(lids)] - centre) @ basis)[:, 1]
         v_brow = float(((pts[brow] - centre) @ basis)[1])
+        # the lid slides down over the lower half of the brow-to-lid span only: the brow and
+        # what sits near it (a glasses rim) stay put
+        v_brow = float(v_up) - BLINK_SPAN * (float(v_up) - v_brow)
         reg = _region(self.image.shape, centre, self.ex, self.ey, (-1.15 * half, 1.15 * half),
                       (v_brow, float(v_low) + 0.15 * self.iod))
         return reg, _window(reg.u, 1.15 * half), float(v_up), float(v_low), v_brow
