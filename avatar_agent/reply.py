@@ -25,11 +25,13 @@ CLOSING_S = 0.4  # a file answer ends on a moment of silence: the mouth settles 
 
 
 def load_avatar_image(cfg: Config) -> np.ndarray:
-    """The avatar portrait as (H, W, 3) uint8 BGR; one-line InputError if unusable."""
+    """The avatar: a photo (H, W, 3) or a looped video (T, H, W, 3), uint8 BGR.
+
+    One-line InputError when the file is missing or unreadable.
+    """
     from .face.avatar import load_avatar
 
-    avatar = load_avatar(cfg.avatar)
-    return avatar[0] if avatar.ndim == 4 else avatar
+    return load_avatar(cfg.avatar)
 
 
 def _check_output(path: Path) -> None:

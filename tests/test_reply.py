@@ -111,3 +111,23 @@ def test_mouth_moves_on_speech_and_is_closed_on_silence(turn):
     opened = [aperture(frames[k]) for k in np.nonzero(loud)[0]]
     assert max(abs(a - photo) for a in closed) < 0.025, (closed, photo)
     assert np.mean(opened) > photo + 0.04, (opened, photo)
+
+
+def test_render_with_a_video_avatar(tmp_path, store, hopper_bgr):
+    """``render --video``: the face video loops under the lip-sync, in sync with the audio."""
+    from avatar_agent.render.mp4 import Mp4Writer
+    from avatar_agent.reply import render_file
+
+    video = tmp_path / "loop.mp4"
+    with Mp4Writer(video, fps=25, sample_rate=16000) as w:  # a 2 s loop: the head sways
+        for k in range(50):
+            m = np.float32([[1, 0, 3 * np.sin(k / 8)], [0, 1, 2 * np.sin(k / 6)]])
+            w.add_frames(cv2.warpAffine(hopper_bgr, m, hopper_bgr.shape[1::-1], borderMode=cv2.BORDER_REPLICATE))
+        w.add_audio(np.zeros(32000, np.float32), 16000)
+    cfg = load_config(None, [f"avatar.video={video}", "lipsync.blink=false"])
+    out = render_file(cfg, QUESTION, tmp_path / "r.mp4")
+    info = probe(out)
+    assert abs(info["video_s"] - info["audio_s"]) <= 0.040
+    frames, _, _ = _decode(out)
+    top = slice(0, 100)  # hair and background: only the video's own motion moves them
+    assert np.abs(frames[8][top].astype(int) - frames[20][top]).mean() > 1.0
