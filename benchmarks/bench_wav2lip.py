@@ -80,23 +80,16 @@ def _calibration(chunks: list[np.ndarray], sr: int) -> tuple[np.ndarray, np.ndar
     import cv2
 
     from avatar_agent.audio.io import resample
-    from avatar_agent.lipsync import mel as melfe
-    from avatar_agent.lipsync.wav2lip import face_input
-
-    pcm = resample(np.concatenate(chunks), sr, 16000)
-    mel = melfe.melspectrogram(pcm)
-    n = round(len(pcm) * 25 / 16000)
-    mels = melfe.mel_windows(mel, melfe.window_starts(0, n, 25.0, mel.shape[1]))
     from avatar_agent.config import Config
     from avatar_agent.face.analyzer import FaceAnalyzer
+    from avatar_agent.lipsync.convert import calibration_inputs
     from avatar_agent.lipsync.wav2lip import padded_box
     from avatar_agent.models import ModelStore
 
     image = cv2.imread(str(ROOT / "examples" / "assets" / "face.png"))
     box = FaceAnalyzer(cfg=Config(), store=ModelStore(progress=False)).analyze(image).box
-    x1, y1, x2, y2 = padded_box(box, (0, 10, 0, 0), image.shape)
-    face = face_input(image[y1:y2, x1:x2])
-    return mels, np.repeat(face[None], len(mels), axis=0)
+    pcm = resample(np.concatenate(chunks), sr, 16000)
+    return calibration_inputs(image, padded_box(box, (0, 10, 0, 0), image.shape), pcm)
 
 
 def _network_ms(xml: Path, precision: str, batch: int, frames: int, static: bool = False) -> dict:

@@ -131,3 +131,22 @@ def quantize_int8(xml: Path, out_xml: Path, mels, faces, subset_size: int = 64) 
     quantized = nncf.quantize(model, nncf.Dataset(items), subset_size=min(subset_size, len(items)),
                               fast_bias_correction=True)
     return save_atomic(quantized, Path(out_xml), fp16=False)
+
+
+def calibration_inputs(image_bgr, box: tuple[int, int, int, int], pcm16k, fps: float = 25.0):
+    """INT8 calibration inputs as the engine builds them: ``(N,1,80,16)`` mels, ``(N,6,96,96)`` faces.
+
+    ``image_bgr`` is the avatar photo, ``box`` its padded face box (x1, y1, x2, y2), and
+    ``pcm16k`` some speech at 16 kHz (a few seconds covering varied sounds).
+    """
+    import numpy as np
+
+    from . import mel as melfe
+    from .wav2lip import face_input
+
+    spec = melfe.melspectrogram(pcm16k)
+    n = round(len(pcm16k) * fps / melfe.SAMPLE_RATE)
+    mels = melfe.mel_windows(spec, melfe.window_starts(0, n, fps, spec.shape[1]))
+    x1, y1, x2, y2 = box
+    face = face_input(image_bgr[y1:y2, x1:x2])
+    return mels, np.repeat(face[None], len(mels), axis=0)
