@@ -190,3 +190,24 @@ def test_fp16_ir_runs(store, face_bgr, sentence):
     state = eng.prepare(face_bgr)
     frames = eng.render(state, sentence[:22050], 22050)
     assert frames.shape == (25, 512, 512, 3)
+
+
+def test_enhancer_hook_output_is_pasted_in_the_box(store, face_bgr, speak):
+    """The optional enhancer gets the 96 px faces and may return any size; it lands in the box."""
+    eng = _engine(store, random_ir())
+    seen = []
+
+    def enhance(faces: np.ndarray) -> np.ndarray:
+        seen.append(faces.shape)
+        out = np.zeros((len(faces), 192, 192, 3), np.uint8)
+        out[..., 2] = 255                                       # pure red in BGR
+        return out
+
+    eng.enhance = enhance
+    state = eng.prepare(face_bgr)
+    frames = eng.render(state, speak("Enhance.", sr=16000), 16000)
+    assert seen and all(s[1:] == (96, 96, 3) for s in seen)
+    x1, y1, x2, y2 = state.box
+    f = next(f for f in frames if not np.array_equal(f, face_bgr))
+    assert tuple(f[(y1 + y2) // 2, (x1 + x2) // 2]) == (0, 0, 255)
+    np.testing.assert_array_equal(_outside(f, state.box), _outside(face_bgr, state.box))
