@@ -7,13 +7,16 @@ too, so every layer matters), saved as the original checkpoints are (``state_dic
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 _DIR = Path(tempfile.mkdtemp(prefix="wav2lip-test-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)   # ~0.5 GB of IRs per test run
 
 
 def random_state_dict(seed: int = 0) -> dict:
