@@ -217,7 +217,10 @@ class AudioConfig(_Section):
     output_device: str | int | None = None
     sample_rate: int = Field(16000, description="Pipeline rate for capture/STT.")
     block_ms: int = Field(
-        10, ge=5, le=100, description="Mic and speaker block: PortAudio buffers 2 (measured 20 ms at 10)."
+        10, ge=5, le=100, description="Mic block: PortAudio buffers 2 (measured 20 ms at 10)."
+    )
+    output_block_ms: int = Field(
+        20, ge=5, le=100, description="Speaker block: smaller stops barge-in sooner, underflows more."
     )
     vad: VADConfig = VADConfig()
     barge_in: bool = True

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -344,6 +345,9 @@ def run_talk(cfg: Config, window: bool = True) -> int:
     ``q``/Esc in the window, Ctrl-C or SIGTERM end it cleanly with 0. A missing or lost
     device raises :class:`DeviceError` (one line, exit code 7).
     """
+    # hand the GIL over more often (default 5 ms): the audio callbacks need it within a
+    # 10-20 ms block while model threads run Python code
+    sys.setswitchinterval(0.001)
     try:
         return asyncio.run(_talk(cfg, window))
     except KeyboardInterrupt:  # Ctrl-C before the loop installed its handler
@@ -357,7 +361,7 @@ async def _talk(cfg: Config, window: bool) -> int:
     loop = asyncio.get_running_loop()
     mic = MicCapture(device=cfg.audio.input_device, sample_rate=cfg.audio.sample_rate,
                      block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
-    playback = Playback(device=cfg.audio.output_device, block_ms=cfg.audio.block_ms,
+    playback = Playback(device=cfg.audio.output_device, block_ms=cfg.audio.output_block_ms,
                         latency=cfg.audio.latency)
     mic.start()  # fail fast on a missing device, before loading models
     try:

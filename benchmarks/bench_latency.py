@@ -102,7 +102,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
     state = await pipeline.prepare_avatar(load_avatar_image(cfg))
     await pipeline.warm_up(state)  # as talk does
     mic = MicCapture(sample_rate=16000, block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
-    pb = Playback(block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
+    pb = Playback(block_ms=cfg.audio.output_block_ms, latency=cfg.audio.latency)
     mic.start()
     pb.start()
     presenter = Presenter(clock=pb, idle_fn=lambda t: pipeline.engine.idle(state, t),
@@ -180,6 +180,7 @@ def run(cfg, turns: int = 22, reply_s: float = 60.0) -> dict:
     # the reply's length does not change the time to its first frame; short replies only
     # keep 20+ turns within minutes
     cfg.llm.max_tokens = min(cfg.llm.max_tokens, 40)
+    sys.setswitchinterval(0.001)  # as talk does
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg.transcript.path = Path(tmp) / "bench.jsonl"

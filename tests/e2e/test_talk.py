@@ -42,7 +42,10 @@ class TalkApp:
         self.lines: list[tuple[float, str]] = []
         cmd = [sys.executable, "-m", "avatar_agent", "talk", "-v",
                "--set", f"transcript.path={transcript}", "--set", f"window.title={TITLE}",
-               "--set", "lipsync.head_motion=false"]
+               "--set", "lipsync.head_motion=false",
+               # the virtual room has no acoustic echo (a headset): no echo gate needed; the
+               # gate itself is tested with a simulated echo path in test_orchestrator.py
+               "--set", "audio.echo=none"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         threading.Thread(target=self._read, daemon=True).start()
