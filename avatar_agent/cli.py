@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("checkpoint", type=Path)
     mc.add_argument("--output", type=Path, default=None, help="IR path (default checkpoints/wav2lip.xml)")
     mc.add_argument("--fp16", action="store_true", help="compress weights to FP16")
+    mc.add_argument("--int8", action="store_true",
+                    help="also write an INT8 model (NNCF), calibrated on the avatar and --calibration-audio")
+    mc.add_argument("--calibration-audio", type=Path, default=Path("examples/assets/question.wav"),
+                    help="a few seconds of speech for INT8 calibration")
 
     p = sub.add_parser("devices", parents=[common], help="list audio input/output devices")
 
@@ -136,8 +140,28 @@ def cmd_models(args: argparse.Namespace) -> int:
 
         out = convert_wav2lip(args.checkpoint, args.output, fp16=args.fp16)
         print(f"wrote {out}")
+        if args.int8:
+            out8 = _quantize_wav2lip(_config(args), out, args.calibration_audio)
+            print(f"wrote {out8} (use it with --set lipsync.wav2lip.model={out8})")
         return 0
     return 2
+
+
+def _quantize_wav2lip(cfg: Config, xml: Path, audio: Path) -> Path:
+    """INT8 copy of the IR ``xml``, calibrated on the configured avatar and ``audio``."""
+    from .audio.io import load_audio
+    from .face.analyzer import FaceAnalyzer
+    from .lipsync.convert import calibration_inputs, quantize_int8
+    from .lipsync.wav2lip import padded_box
+    from .models import ModelStore
+    from .reply import load_avatar_image
+
+    image = load_avatar_image(cfg)
+    image = image[0] if image.ndim == 4 else image
+    face = FaceAnalyzer(cfg=cfg, store=ModelStore()).analyze(image)
+    box = padded_box(tuple(int(v) for v in face.box), tuple(cfg.lipsync.wav2lip.pads), image.shape)
+    mels, faces = calibration_inputs(image, box, load_audio(audio))
+    return quantize_int8(xml, xml.with_name(xml.stem + "-int8.xml"), mels, faces)
 
 
 def cmd_reply(args: argparse.Namespace) -> int:
