@@ -96,6 +96,24 @@ def test_chat_history_window_keeps_last_turns():
         {"role": "system", "content": "sys"}, {"role": "user", "content": "x"}]
 
 
+def test_chat_history_prefix_stays_stable_between_evictions():
+    # the KV cache of llama.cpp is reused only while the prompt's prefix is unchanged
+    hist = ChatHistory("sys", max_turns=6)
+    changed = 0
+    previous = hist.messages("q0")[:-1]
+    for n in range(24):
+        hist.add(f"q{n}", f"a{n}")
+        now = hist.messages(f"q{n + 1}")[:-1]
+        assert 1 <= (len(now) - 1) // 2 <= 6
+        if now[:len(previous)] != previous:
+            changed += 1
+        previous = now
+    assert changed <= 24 // 4  # a sliding window would change it on 18 of the 24 turns
+    assert hist.messages("x")[-3:] == [{"role": "user", "content": "q23"},
+                                       {"role": "assistant", "content": "a23"},
+                                       {"role": "user", "content": "x"}]
+
+
 def test_llama_cpp_missing_gguf_is_model_error(store, tmp_path):
     cfg = Config.model_validate({"llm": {"llama_cpp": {"model": str(tmp_path / "x.gguf")}}})
     with pytest.raises(ModelError, match="file not found"):

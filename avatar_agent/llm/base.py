@@ -52,7 +52,14 @@ class LLM(ABC):
 
 
 class ChatHistory:
-    """System prompt plus a bounded window of user/assistant turns."""
+    """System prompt plus a bounded window of user/assistant turns.
+
+    The window is evicted in steps (down to half of ``max_turns``) rather than sliding by
+    one turn: a sliding window changes the prompt's prefix every turn, so llama.cpp
+    cannot reuse its KV cache and re-reads the whole history (first token 0.25 s -> 1.1 s
+    from the 8th turn on, benchmarks/RESULTS.md). Stepped eviction keeps the prefix
+    stable for several turns in a row.
+    """
 
     def __init__(self, system_prompt: str, max_turns: int) -> None:
         self.system_prompt = system_prompt
@@ -62,7 +69,7 @@ class ChatHistory:
     def messages(self, user_text: str) -> list[Message]:
         """Messages to send for a new user turn (history + the new text)."""
         msgs: list[Message] = [{"role": "system", "content": self.system_prompt}]
-        for user, assistant in self._turns[-self.max_turns:] if self.max_turns else []:
+        for user, assistant in self._turns:
             msgs.append({"role": "user", "content": user})
             msgs.append({"role": "assistant", "content": assistant})
         msgs.append({"role": "user", "content": user_text})
@@ -71,10 +78,9 @@ class ChatHistory:
     def add(self, user_text: str, assistant_text: str) -> None:
         """Record a finished turn (``assistant_text``: what the user actually heard)."""
         self._turns.append((user_text, assistant_text))
-        if self.max_turns:
-            del self._turns[:-self.max_turns]
-        else:
-            self._turns.clear()
+        if len(self._turns) > self.max_turns:
+            keep = (self.max_turns + 1) // 2
+            del self._turns[:len(self._turns) - keep]
 
     def __len__(self) -> int:
         return len(self._turns)
