@@ -75,6 +75,9 @@ def test_frames_follow_the_audio_clock_and_never_run_ahead():
     assert len(idle_before) >= 8, "idle face not shown while the reply audio was not heard yet"
     ks = [k for k, _ in reply]
     assert ks == sorted(ks) and len(set(ks)) == len(ks)
+    seq = [k for k, _ in shown]
+    first, last = seq.index(ks[0]), len(seq) - 1 - seq[::-1].index(ks[-1])
+    assert IDLE not in seq[first:last + 1], "idle face flashed between reply frames"
     for k, pos in reply:
         assert pos >= k / FPS - 1e-6, f"frame {k} shown {k / FPS - pos:.3f} s ahead of its audio"
     # generous: on a loaded 2-core machine a frame may be late, but not by seconds

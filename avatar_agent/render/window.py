@@ -157,14 +157,16 @@ class Presenter:
         while not self._stop.is_set():
             now = time.monotonic()
             frame, wait = self._reply_frame(now)
-            if frame is None and now >= next_idle:
+            # idle only when no chunk is being heard (wait is None): never between two
+            # reply frames of one chunk
+            if frame is None and wait is None and now >= next_idle:
                 frame = self.idle_fn(now - t0)
                 next_idle += 1.0 / self.fps
                 if next_idle < now:  # the idle face fell behind: skip, do not catch up
                     next_idle = now + 1.0 / self.fps
             if frame is not None:
                 self._show(frame)
-            if frame is None or wait is None:
+            if wait is None:
                 wait = max(0.0, next_idle - time.monotonic())
             if self._poll(min(wait, _POLL_S)):
                 break

@@ -105,6 +105,14 @@ class Recorder:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.t_start = time.monotonic()
 
+    def speaker_level_now(self, seconds: float = 0.1) -> float:
+        """Peak of the speaker channel over the last ``seconds`` written so far."""
+        data = self.path.read_bytes()[44:] if self.path.exists() else b""
+        data = data[: len(data) - len(data) % 4]  # whole stereo frames only
+        n = int(seconds * self.rate) * 4
+        tail = np.frombuffer(data[-n:] if len(data) >= n else b"", np.int16)
+        return float(np.abs(tail[1::2]).max() / 32768.0) if len(tail) else 0.0
+
     def stop(self) -> tuple[np.ndarray, np.ndarray]:
         """End the recording (SIGINT keeps a valid header); returns (mic, speaker)."""
         import signal
@@ -139,13 +147,25 @@ def screenshot(path: Path, window: str = "root") -> np.ndarray:
 
 
 def window_id(title: str, timeout: float = 30.0) -> str | None:
-    """X window id of the window titled ``title`` (None if it never appears)."""
+    """X window id of the largest visible window titled ``title`` (None if none appears).
+
+    Qt can map more than one X window under one title (a small helper window next to the
+    image window); the image is the big one.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = subprocess.run(["xdotool", "search", "--name", f"^{title}$"], capture_output=True,
-                             text=True).stdout.split()
-        if out:
-            return out[0]
+        ids = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", f"^{title}$"],
+                             capture_output=True, text=True).stdout.split()
+        sized = []
+        for wid in ids:
+            geo = subprocess.run(["xdotool", "getwindowgeometry", wid], capture_output=True,
+                                 text=True).stdout
+            for line in geo.splitlines():
+                if "Geometry:" in line:
+                    w, _, h = line.split(":")[1].strip().partition("x")
+                    sized.append((int(w) * int(h), wid))
+        if sized and max(sized)[0] > 100 * 100:
+            return max(sized)[1]
         time.sleep(0.2)
     return None
 

@@ -32,8 +32,10 @@ def _chunk() -> FrameChunk:
 def test_session_mp4_is_in_sync(avdevices, tmp_path):
     pb = Playback(block_ms=20)
     pb.start()
+    # no window: Qt allows one GUI thread per process and test_av_sync owns it; the
+    # recorder takes the frames the presenter shows, window or not
     presenter = Presenter(clock=pb, idle_fn=lambda t: np.full((96, 128, 3), 90, np.uint8),
-                          fps=FPS, title="avatar_record")
+                          fps=FPS, title="avatar_record", window=False)
     presenter.start()
     out = tmp_path / "session.mp4"
     rec = SessionRecorder(out, fps=FPS, playback=pb, presenter=presenter)

@@ -235,8 +235,12 @@ def test_barge_in_stops_playback_and_the_second_question_is_answered(app, speak,
     try:
         t_play = time.monotonic()
         play_into_mic(long_q)
-        app.wait_line(r"state speaking", after=t_play, timeout=120)
-        time.sleep(0.4)
+        t_speak = app.wait_line(r"state speaking", after=t_play, timeout=120)
+        # barge in while the avatar's voice is actually coming out (not in a pause
+        # between two sentences)
+        while time.monotonic() - t_speak < 0.4 or rec.speaker_level_now() < 0.05:
+            assert time.monotonic() - t_speak < 30, "the avatar never spoke"
+            time.sleep(0.02)
         play_into_mic(stop_q)
         recs = app.wait_records(n0 + 2, timeout=120)
         app.wait_line(r"state listening", after=time.monotonic() - 0.5, timeout=60)
