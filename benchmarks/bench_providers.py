@@ -5,7 +5,7 @@ time) on Piper-spoken questions; LLM time to first token and decode tokens/s; TT
 time to first audio and real-time factor. ``run(cfg)`` returns a dict (used by
 ``avatar-agent bench providers``); ``python benchmarks/bench_providers.py`` prints it,
 and ``--compare-gguf NAME=PATH[:chat_format] ...`` also answers a fixed question set with
-each GGUF (the default-model comparison in RESULTS-providers.md).
+each GGUF (the default-model comparison in RESULTS.md).
 """
 
 from __future__ import annotations
