@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import DeviceError
 from ..types import AudioBlock
-from .devices import _sd, find_device
+from .devices import _sd, close_stream, find_device
 from .io import resample
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,7 @@ class MicCapture:
     def close(self) -> None:
         """Stop and close the stream; safe to call twice."""
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.abort()
-                stream.close()
-            except Exception:  # a vanished device fails to close: nothing left to free
-                log.debug("mic close failed")
+        close_stream(stream, "mic")
 
     # ---------------------------------------------------------------- callback thread
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:

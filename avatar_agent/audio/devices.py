@@ -7,7 +7,8 @@ line that says what exists.
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from typing import Any, Literal
 
 from ..errors import DeviceError
 
@@ -95,3 +96,15 @@ def describe_devices() -> str:
     lines.append("< default input, > default output; set audio.input_device / audio.output_device "
                  "to an index or a name substring")
     return "\n".join(lines)
+
+
+def close_stream(stream: Any, what: str) -> None:
+    """Abort and close a sounddevice stream; a vanished device that fails to close is
+    logged, not raised (nothing is left to free). ``what``: "mic" or "speaker"."""
+    if stream is None:
+        return
+    try:
+        stream.abort()
+        stream.close()
+    except Exception:
+        logging.getLogger(__name__).debug("stream close failed", extra={"stream": what})

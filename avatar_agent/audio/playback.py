@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import DeviceError
-from .devices import _sd, find_device
+from .devices import _sd, close_stream, find_device
 from .io import resample, rms_db
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,7 @@ class Playback:
     def close(self) -> None:
         """Stop and close the stream; safe to call twice."""
         stream, self._stream = self._stream, None
-        if stream is not None:
-            try:
-                stream.abort()
-                stream.close()
-            except Exception:  # a vanished device fails to close: nothing left to free
-                log.debug("speaker close failed")
+        close_stream(stream, "speaker")
 
     @property
     def active(self) -> bool:
