@@ -40,18 +40,22 @@ def _check_output(path: Path) -> None:
 
 
 async def _write(chunks, writer: Mp4Writer, show: bool, pipe: Pipeline, state) -> None:
-    frames_shown: list[FrameChunk] = []
+    # chunks are kept in memory only to be played afterwards (--show): a long reply's
+    # frames would otherwise pile up (30 s at 512x512 is ~0.6 GB)
+    shown: list[FrameChunk] = []
+    rate = None
     async for chunk in chunks:
         writer.add_chunk(chunk)
-        frames_shown.append(chunk)
-    if frames_shown:  # continue the engine's state through a short silence
-        rate = frames_shown[-1].sample_rate
+        rate = chunk.sample_rate
+        if show:
+            shown.append(chunk)
+    if rate is not None:  # continue the engine's state through a short silence
         tail = await asyncio.to_thread(pipe.engine.render_chunk, state,
                                        np.zeros(int(CLOSING_S * rate), np.float32), rate)
         writer.add_chunk(tail)
-        frames_shown.append(tail)
+        shown.append(tail)
     if show:
-        play_in_window(frames_shown)
+        play_in_window(shown)
 
 
 def play_in_window(chunks: list[FrameChunk], title: str = "avatar_agent") -> None:
