@@ -249,7 +249,7 @@ class ModelStore:
         """Fetch model ``name`` from its first working source; return its folder."""
         spec = self.spec(name)
         folder = self.folder(name)
-        todo = [f for f in spec.files if force or not self._is_good(folder / f.name, f)]
+        todo = [f for f in spec.files if force or not self._is_good(spec, f)]
         if not todo:
             return folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -271,9 +271,9 @@ class ModelStore:
             hint=f"place {where} by hand in {folder}/ and run: avatar-agent models verify {name}",
         )
 
-    def _is_good(self, path: Path, entry: ModelFile) -> bool:
+    def _is_good(self, spec: ModelSpec, entry: ModelFile) -> bool:
         try:
-            self._check(self.spec(path.parent.name), entry)
+            self._check(spec, entry)
             return True
         except ModelError:
             return False
