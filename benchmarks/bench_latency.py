@@ -9,7 +9,7 @@
    queued as produced); for every frame shown, the audio clock minus the frame's
    scheduled time.
 
-Needs ``../shared/harness`` (``AVATAR_HARNESS``); starts a private instance.
+Uses the device harness in ``tests/harness`` (a private instance).
 Run: ``python benchmarks/bench_latency.py [--turns N] [--reply-s S]`` or
 ``avatar-agent bench latency``.
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = Path(os.environ.get("AVATAR_HARNESS", ROOT.parent / "shared" / "harness"))
+HARNESS = ROOT / "tests" / "harness"
 
 QUESTIONS = [
     "What is the capital of France?", "How are you today?", "What color is the sky?",

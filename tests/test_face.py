@@ -24,7 +24,7 @@ def folder(store):
 
 
 def test_anchor_grids_match_the_models_outputs():
-    # 896 and 2304 rows are what the .tflite heads emit (REFERENCE.md)
+    # 896 and 2304 rows are what the .tflite heads emit (read with OpenVINO)
     assert anchors(128, (8, 16, 16, 16), 2).shape == (896, 2)
     full = anchors(192, (4,), 1)
     assert full.shape == (2304, 2)

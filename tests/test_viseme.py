@@ -94,7 +94,7 @@ def test_silent_frames_are_at_the_photos_closed_level(talk):
     padded = np.concatenate([[True] * 3, quiet, [True]])
     silent = np.all([padded[i:i + len(quiet)] for i in range(5)], axis=0)
     assert silent.sum() >= 10
-    # mesh noise on a still photo is about ±0.01 (REFERENCE.md)
+    # mesh noise on a still photo is about ±0.01 of the inter-ocular distance (measured)
     assert np.abs(aperture[silent] - measure.photo).max() <= 0.025, (aperture[silent], measure.photo)
     loud = env > np.percentile(env, 75)
     assert aperture[loud].mean() > measure.photo + 0.05

@@ -3,7 +3,7 @@
 The PortAudio callback only copies the block and hands it to the loop with
 ``call_soon_threadsafe`` (no allocation-heavy work, no locks the loop holds). Blocks are
 fixed size (``blocksize=`` is always passed: with 0, PortAudio's ALSA-pulse path delivers
-irregular sizes, harness pitfall 7). A full queue drops the oldest block and counts it;
+irregular sizes; tests/harness/README.md, pitfall 7). A full queue drops the oldest block and counts it;
 PortAudio ``input overflow`` flags are counted too; neither ever raises.
 
 When the device cannot run at the pipeline rate (16 kHz), the stream opens at the

@@ -1,6 +1,6 @@
 """The exact Wav2Lip audio front end in numpy/scipy (no librosa), offline and streaming.
 
-Facts from the original ``audio.py``/``hparams.py`` (shared REFERENCE.md): 16 kHz mono,
+Facts read from the original Wav2Lip ``audio.py``/``hparams.py``: 16 kHz mono,
 pre-emphasis 0.97, STFT n_fft 800 / hop 200 / Hann window 800, centred with reflect
 padding (librosa < 0.10, what the checkpoints were trained with), magnitude (power 1),
 80 Slaney mel bands 55..7600 Hz with Slaney area normalisation (librosa's default),

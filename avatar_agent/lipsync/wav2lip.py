@@ -1,6 +1,6 @@
 """The ``wav2lip`` engine: Wav2Lip (user-supplied weights) run by OpenVINO on a still photo.
 
-Pipeline per speech chunk (facts in shared REFERENCE.md, "Wav2Lip"):
+Pipeline per speech chunk (as the original Rudrabha/Wav2Lip ``inference.py`` runs it):
 audio -> 16 kHz -> :class:`~.mel.MelStream` (exact original front end, one 16-frame mel
 window per video frame) -> batched OpenVINO inference on ``(B,1,80,16)`` mel and the
 photo's ``(B,6,96,96)`` face input (computed once: masked crop + crop, BGR, 0..1) ->

@@ -1,10 +1,10 @@
-"""Virtual devices for end-to-end tests: PulseAudio mic/speaker + Xvfb (``../shared/harness``).
+"""Virtual devices for end-to-end tests: PulseAudio mic/speaker + Xvfb (``tests/harness``).
 
 The session fixture ``avdevices`` starts a private harness instance (its own
 ``AVDEV_DIR`` per test session, so neither a developer's interactive instance nor another
 test run is disturbed), exports its environment into ``os.environ`` for in-process
-streams and subprocesses, and stops it at the end. It skips only when the harness
-scripts are absent; any other failure fails.
+streams and subprocesses, and stops it at the end. It never skips: a missing Debian
+package or a harness that does not start is a test failure naming the fix.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = Path(os.environ.get("AVATAR_HARNESS", ROOT.parent / "shared" / "harness"))
+HARNESS = ROOT / "tests" / "harness"
 SCRIPT = HARNESS / "avdevices.sh"
 
 
@@ -37,11 +37,10 @@ def _parse_env(text: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def avdevices():
     """Start the harness; yields its env dict (also exported to ``os.environ``)."""
-    if not SCRIPT.is_file():
-        pytest.skip(f"virtual device harness not found at {HARNESS} (set AVATAR_HARNESS)")
     for tool in ("pulseaudio", "Xvfb", "paplay", "parec", "xdotool", "import"):
         if shutil.which(tool) is None:
-            pytest.fail(f"harness tool '{tool}' missing: run {HARNESS / 'install-deps.sh'}")
+            pytest.fail(f"harness tool '{tool}' missing: run scripts/install-sysdeps.sh test "
+                        "(make test does)")
     # one instance per test session: two sessions at once (two developers, CI) would
     # otherwise share one "room" and hear each other
     env_dir = f"/tmp/avdevices-aa-e2e-{os.getuid()}-{os.getpid()}"
@@ -88,7 +87,7 @@ def _load_mix() -> None:
                          ("agent_speaker.monitor", "front-right")):
         _pactl("load-module", "module-loopback", f"source={source}", "sink=e2e_mix",
                "latency_msec=20", "channels=1", f"channel_map={side}", "remix=no")
-    # restart the sink clock so the loopbacks do not render ahead (harness pitfall 3)
+    # restart the sink clock so the loopbacks do not render ahead (tests/harness/README.md, pitfall 3)
     _pactl("suspend-sink", "e2e_mix", "1")
     _pactl("suspend-sink", "e2e_mix", "0")
     time.sleep(1.0)
@@ -171,6 +170,6 @@ def window_id(title: str, timeout: float = 30.0) -> str | None:
 
 
 def remap(wid: str) -> None:
-    """Unmap and re-map a window that stays black (harness pitfall 11)."""
+    """Unmap and re-map a window that stays black (tests/harness/README.md, pitfall 11)."""
     subprocess.run(["xdotool", "windowunmap", "--sync", wid], capture_output=True, timeout=10)
     subprocess.run(["xdotool", "windowmap", "--sync", wid], capture_output=True, timeout=10)

@@ -30,7 +30,7 @@ async def test_mic_blocks_and_vad_utterance(avdevices, speak, tmp_path):
         player = asyncio.create_task(asyncio.to_thread(play_into_mic, wav))
         deadline = time.monotonic() + 15
         async for block in mic.blocks():
-            assert len(block.pcm) == 320  # fixed blocks (harness pitfall 7)
+            assert len(block.pcm) == 320  # fixed blocks (tests/harness/README.md, pitfall 7)
             events += vad.push(block.pcm, block.t)
             if any(isinstance(e, Utterance) for e in events) or time.monotonic() > deadline:
                 break
