@@ -45,7 +45,7 @@ demo: sysdeps install models assets
 	  --input-audio examples/assets/question.wav --output out/reply.mp4 $(if $(DISPLAY),--show)
 
 test: sysdeps-test install-dev models assets
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
 bench: install-dev models assets
 	$(BIN)/avatar-agent bench all

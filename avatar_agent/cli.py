@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -203,7 +204,23 @@ def cmd_talk(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.record is not None:
         cfg.window.record = args.record
-    return run_talk(cfg, window=not args.no_window)
+    return _exit_now_if_busy(run_talk(cfg, window=not args.no_window))
+
+
+def _exit_now_if_busy(code: int) -> int:
+    """Exit at once when a model call still runs on a worker thread (quit while loading
+    or thinking): everything of ours is closed by now, and the interpreter's teardown
+    would only wait for, or race with, native code that nobody needs any more."""
+    from .workers import busy
+
+    running = busy()
+    if not running:
+        return code
+    log.info("exiting with model calls still running", extra={"workers": running})
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -305,9 +305,12 @@ class Conversation:
             await asyncio.sleep(0.01)
         # the tail of our voice may still ring in the room: keep the gate shut a little
         self._gate_until = time.monotonic() + self.cfg.audio.echo_tail_ms / 1000.0
-        for item in record.played:  # let the window show the last frame
-            if item.show is not None:
-                await asyncio.to_thread(item.show.done.wait, 0.5)
+        # let the window show the last frame; its flags are threading.Events set by the
+        # window thread, polled here so a quit never waits on a thread
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline and not all(  # noqa: ASYNC110
+                item.show is None or item.show.done.is_set() for item in record.played):
+            await asyncio.sleep(0.01)
 
     def _finish_record(self, record: TurnRecord, heard: str) -> None:
         m = record.metrics
@@ -373,7 +376,7 @@ async def _talk(cfg: Config, window: bool) -> int:
     presenter: Presenter | None = None
     recorder = None
     try:
-        load_times = await asyncio.to_thread(pipeline.load)
+        load_times = await pipeline.aload()
         avatar_state = await pipeline.prepare_avatar(image)
         log.info("models loaded", extra={k: round(v, 3) for k, v in load_times.items()})
         warm_s = await pipeline.warm_up(avatar_state)

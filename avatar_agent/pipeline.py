@@ -98,6 +98,15 @@ class Pipeline:
             times[name] = time.perf_counter() - t0
         return times
 
+    async def aload(self) -> dict[str, float]:
+        """:meth:`load` off the loop, on a daemon thread: cancelling (Ctrl-C) returns at
+        once and never waits for a model that is still loading."""
+        loader = Worker("load")
+        try:
+            return await loader.run(self.load)
+        finally:
+            loader.close()
+
     async def warm_up(self, state: Any) -> float:
         """Run every stage once on throw-away input so the first real turn is not slower.
 

@@ -1,15 +1,21 @@
-"""``talk`` faults: no input device, and a microphone that stops delivering sound."""
+"""``talk`` faults: no input device, a microphone that stops delivering sound, and quitting
+(Ctrl-C, ``q``, Esc) at any moment of a session: loading, listening, thinking, speaking."""
 
 from __future__ import annotations
 
 import os
+import random
+import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, play_into_mic, window_id
 
 pytestmark = pytest.mark.e2e
 
@@ -62,26 +68,117 @@ def test_mic_lost_mid_session_retries_then_exits_cleanly(avdevices, tmp_path):
     assert took < 20, f"took {took:.1f} s to give up"
 
 
-def test_ctrl_c_exits_cleanly_with_0(avdevices, tmp_path):
-    import signal
+class _Talk:
+    """One ``talk`` subprocess with its output lines, timestamped as they arrive."""
 
-    cmd = [sys.executable, "-m", "avatar_agent", "talk", "--no-window",
-           "--set", f"transcript.path={tmp_path / 't.jsonl'}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        first = proc.stdout.readline()
-        while first and not first.startswith("listening"):
-            first = proc.stdout.readline()
-        assert first.startswith("listening"), "talk never started listening"
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        cmd = [sys.executable, "-m", "avatar_agent", "talk", "-v",
+               "--set", f"transcript.path={tmp_path / 't.jsonl'}", "--set", "audio.echo=none",
+               *extra]
+        self.t_start = time.monotonic()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[tuple[float, str]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic(), line.rstrip()))
+
+    def phase(self) -> str:
+        """loading until ``listening`` is printed, then the last ``state X`` logged."""
+        phase = "loading"
+        for _, line in list(self.lines):
+            if line.startswith("listening"):
+                phase = "listening"
+            elif phase != "loading" and (m := re.search(r"state (\w+)$", line)):
+                phase = m.group(1)
+        return phase
+
+    def wait_for(self, phase: str, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.phase() != phase:
+            assert self.proc.poll() is None, f"talk exited early:\n{self.text()}"
+            assert time.monotonic() < deadline, f"talk never reached {phase}:\n{self.text()}"
+            time.sleep(0.01)
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines if "QFont" not in line)[-3000:]
+
+    def quit_and_time(self, send) -> tuple[int, float, str]:
+        """``send()`` the quit request; returns (exit code, seconds to exit, phase then)."""
+        phase = self.phase()
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        rc = proc.wait(timeout=10)
-        took = time.monotonic() - t0
-        rest = proc.stdout.read()
+        send()
+        try:
+            rc = self.proc.wait(timeout=15)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        return rc, time.monotonic() - t0, phase
+
+
+@pytest.fixture(scope="module")
+def question(tmp_path_factory):
+    """A spoken question in a voice that is not the avatar's (espeak-ng)."""
+    path = tmp_path_factory.mktemp("q") / "question.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path),
+                    "What is the tallest mountain in the world, and how high is it?"],
+                   check=True, timeout=60)
+    return path
+
+
+# Ten moments of a session, drawn once with a fixed seed (so a failure reruns alike):
+# (phase to reach, extra delay in seconds after reaching it). Loading moments count
+# from the process start.
+_rng = random.Random(8)
+MOMENTS = ([("loading", round(_rng.uniform(0.5, 3.0), 2)) for _ in range(2)]
+           + [("listening", round(_rng.uniform(0.0, 1.5), 2)) for _ in range(3)]
+           + [("thinking", round(_rng.uniform(0.0, 0.3), 2)) for _ in range(3)]
+           + [("speaking", round(_rng.uniform(0.0, 1.0), 2)) for _ in range(2)])
+
+
+@pytest.mark.parametrize(("phase", "delay"), MOMENTS, ids=[f"{p}-{d}s" for p, d in MOMENTS])
+def test_ctrl_c_exits_with_0_within_2_s_at_any_moment(avdevices, tmp_path, question, phase,
+                                                        delay):
+    talk = _Talk(tmp_path, "--no-window")
+    try:
+        if phase == "loading":
+            time.sleep(delay)
+        else:
+            talk.wait_for("listening")
+            if phase != "listening":
+                play_into_mic(question, block=False)
+                talk.wait_for(phase, timeout=60)
+            time.sleep(delay)
+        rc, took, at = talk.quit_and_time(lambda: talk.proc.send_signal(signal.SIGINT))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert rc == 0, rest
-    assert took < 2.0, f"Ctrl-C took {took:.2f} s"
-    assert "Traceback" not in rest
+        if talk.proc.poll() is None:
+            talk.proc.kill()
+    out = talk.text()
+    assert rc == 0, out
+    assert took < 2.0, f"Ctrl-C while {at} took {took:.2f} s\n{out}"
+    assert "Traceback" not in out, out
+    if phase != "loading":  # the moment aimed at is the moment hit (loading may be quick)
+        assert at in (phase, "speaking" if phase == "thinking" else phase), (phase, at)
+
+
+@pytest.mark.parametrize(("key", "phase"), [("q", "speaking"), ("Escape", "thinking")])
+def test_q_and_esc_in_the_window_exit_within_2_s(avdevices, tmp_path, question, key, phase):
+    title = f"avatar_quit_{key}"
+    talk = _Talk(tmp_path, "--set", f"window.title={title}")
+    try:
+        talk.wait_for("listening")
+        wid = window_id(title)
+        assert wid, "the talk window never appeared"
+        play_into_mic(question, block=False)
+        talk.wait_for(phase, timeout=60)
+        rc, took, at = talk.quit_and_time(lambda: subprocess.run(
+            ["xdotool", "windowfocus", "--sync", wid, "key", key], timeout=10, check=True))
+    finally:
+        if talk.proc.poll() is None:
+            talk.proc.kill()
+    out = talk.text()
+    assert rc == 0, out
+    assert took < 2.0, f"{key} while {at} took {took:.2f} s\n{out}"
+    assert "Traceback" not in out, out
