@@ -10,8 +10,9 @@ chunking: measured, rejected.) Loudness maps linearly from ``FLOOR_DB`` (closed)
 ``TOP_DB`` (wide open); when the TTS gives phoneme timings, the sound under the frame
 (``PHONEME_LEAD_S`` ahead: lips shape a sound before it is heard) shapes the target:
 bilabials close the lips, rounded vowels narrow them. A one-pole smoother with separate
-attack and release time constants, and a slew limit per frame, keeps the mouth from
-fluttering or snapping (a real mouth takes two or three frames to open wide).
+attack and release time constants, a slew limit per frame and an acceleration limit
+(no full-speed reversal within one frame) keep the mouth from fluttering or snapping (a
+real mouth takes two or three frames to open wide).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from ..types import PhonemeTiming
 FLOOR_DB = -45.0  # Piper/TTS speech frames sit between about -35 and -9 dBFS (measured)
 TOP_DB = -14.0
 CLOSED = 0.01  # below this the mouth is exactly closed (frame = photo)
+# in true silence a slit this narrow closes at once: on a smiling portrait even a 0.05
+# slit moves the mesh's lip gap by ~0.03 inter-ocular, a mouth visibly not at rest
+# three frames into a pause (measured on the astronaut portrait)
+SILENT_CLOSE = 0.08
 # fastest opening per second (openness units): closed -> wide takes >= ~140 ms, as real jaws do
 MAX_RATE = 7.0
 _WIDEN_S = 0.010
@@ -39,6 +44,11 @@ _VISIBLE = np.array([0.0, 0.085, 0.16, 0.23, 0.55, 0.74, 1.0, 2.0])
 # to open wide, and the mesh then sees a jump of at most ~0.1 × inter-ocular (range ~0.22)
 SLEW_OPEN = 0.25
 SLEW_CLOSE = 0.28
+# largest change of that per-frame velocity from one frame to the next (visible units):
+# a jaw has mass, it cannot swing from opening at full speed to closing at full speed
+# within one frame. Without it a short syllable between two stops ("the" in "the quick")
+# gave open-shut-open flutter at full slew, 80 ms a swing (measured on Piper speech).
+MAX_ACCEL = 0.36
 
 # IPA phoneme -> (openness 0..1, rounding 0..1); anything else: (0.35, 0)
 _BILABIAL = set("mbpɱ")
@@ -74,12 +84,13 @@ class MouthTracker:
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     value: float = 0.0
     rounding: float = 0.0
+    velocity: float = 0.0  # last per-frame change of the visible opening
 
     def reset(self) -> None:
         """Forget everything (interrupted turn): the mouth closes immediately."""
         self.samples = self.frames = 0
         self.tail = np.zeros(0, np.float32)
-        self.value = self.rounding = 0.0
+        self.value = self.rounding = self.velocity = 0.0
 
     def step(self, pcm: np.ndarray, sample_rate: int,
              phonemes: tuple[PhonemeTiming, ...] | None = None) -> MouthParams:
@@ -121,22 +132,29 @@ class MouthTracker:
         up = 1.0 - np.exp(-dt / max(self.attack_s, 1e-4))
         down = 1.0 - np.exp(-dt / max(self.release_s, 1e-4))
         out = np.empty_like(targets)
-        v = self.value
+        v, vel = self.value, self.velocity
         hush = 1.0 - np.exp(-dt / max(self.release_s / 2, 1e-4))
         rise, fall = SLEW_OPEN * 25.0 / self.fps, SLEW_CLOSE * 25.0 / self.fps
+        accel = MAX_ACCEL * (25.0 / self.fps) ** 2
         for i, target in enumerate(np.minimum(targets, self.max_open)):
             # true silence (below the floor) closes twice as fast as a dip between syllables
             rate = up if target > v or snap[i] else hush if target <= 0.0 else down
             want = v + (target - v) * rate
-            # slew limit in visible units (the slit-to-open range changes look fastest)
+            # slew and acceleration limits in visible units (the slit-to-open range
+            # changes look fastest); a lip closure (m, b, p) and true silence may stop
+            # the jaw at once (silence must close the mouth within the release time)
             seen = float(np.interp(v, _OPENNESS, _VISIBLE))
-            lo = float(np.interp(seen - fall, _VISIBLE, _OPENNESS))
-            hi = float(np.interp(seen + rise, _VISIBLE, _OPENNESS))
+            lo_d, hi_d = -fall, rise
+            if not snap[i] and target > 0.0:
+                lo_d, hi_d = max(lo_d, vel - accel), min(hi_d, vel + accel)
+            lo = float(np.interp(seen + lo_d, _VISIBLE, _OPENNESS))
+            hi = float(np.interp(seen + hi_d, _VISIBLE, _OPENNESS))
             v = float(np.clip(want, lo, hi))
-            if v < CLOSED and target < CLOSED:
+            if (v < CLOSED and target < CLOSED) or (v < SILENT_CLOSE and target <= 0.0):
                 v = 0.0
+            vel = float(np.interp(v, _OPENNESS, _VISIBLE)) - seen
             out[i] = v
-        self.value = v
+        self.value, self.velocity = v, vel
         return out
 
     def _smooth_round(self, targets: np.ndarray) -> np.ndarray:
