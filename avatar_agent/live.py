@@ -131,7 +131,14 @@ class Conversation:
             for task in (listener, quitter):
                 task.cancel()
             await self._cancel_turn(record_heard=True)
-            await asyncio.gather(listener, quitter, return_exceptions=True)
+            # bounded: a task that swallowed its cancellation must not hold up the exit
+            _, stuck = await asyncio.wait([listener, quitter], timeout=1.0)
+            if stuck:
+                log.warning("tasks did not stop at quit", extra={
+                    "tasks": [t.get_name() for t in stuck]})
+            for task in (listener, quitter):
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: already raised above if it mattered
 
     async def _listen_forever(self) -> None:
         retries = self.cfg.audio.device_retries

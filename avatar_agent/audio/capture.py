@@ -135,11 +135,18 @@ class MicCapture:
     async def blocks(self) -> AsyncIterator[AudioBlock]:
         """Captured blocks in order. Raises :class:`DeviceError` if the device stops."""
         while True:
+            # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a
+            # cancellation that arrives in the same loop step as its result (a block comes
+            # every 10-20 ms), so cancelling the listener at quit was lost about 1 time in
+            # 10 and Ctrl-C hung `talk` (py-spy: loop idle, listener still consuming blocks)
             try:
-                yield await asyncio.wait_for(self._queue.get(), timeout=self.stall_s)
-                continue
+                async with asyncio.timeout(self.stall_s):
+                    block = await self._queue.get()
             except TimeoutError:
                 pass
+            else:
+                yield block
+                continue
             if self._stream is None:
                 return
             if not self._stream.active or time.monotonic() - self._last_cb > self.stall_s:
