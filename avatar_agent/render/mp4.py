@@ -2,6 +2,10 @@
 
 Frame k is stamped at exactly ``k / fps`` and audio sample n at ``n / sample_rate``, so a
 file is in sync by construction. Chunks can be appended as they are produced.
+
+Nothing partial is ever left under the output's name: the file is written to a hidden
+``.NAME.partial.mp4`` beside it and renamed into place by :meth:`Mp4Writer.close`; a
+writer left by an exception (or Ctrl-C) deletes its partial file instead.
 """
 
 from __future__ import annotations
@@ -31,11 +35,18 @@ class Mp4Writer:
         self.path = Path(path)
         self.fps = fps
         self.sample_rate = sample_rate
+        if self.path.is_dir():
+            raise InputError(f"output {self.path} is a folder",
+                             hint="give a file name, e.g. -o out/reply.mp4")
+        self._partial = self.path.with_name(f".{self.path.name}.partial.mp4")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), mode="w")
+            self._container = av.open(str(self._partial), mode="w", format="mp4")
         except (OSError, av.error.FFmpegError) as exc:
-            raise InputError(f"cannot write {self.path}: {exc}", hint="check the output folder") from None
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise InputError(f"cannot write {self.path}: {reason}",
+                             hint="check that the output folder exists and is writable, "
+                                  "or choose another -o") from None
         self._video = None
         self._crf, self._preset = crf, preset
         self._audio = self._container.add_stream("aac", rate=sample_rate)
@@ -103,23 +114,46 @@ class Mp4Writer:
         return self.samples_written / self.sample_rate
 
     def close(self) -> Path:
-        """Flush encoders and finish the file; returns its path."""
+        """Flush encoders, finish the file and move it to its name; returns its path."""
+        import av
+
         if self._container is None:
             return self.path
-        if self._video is not None:
-            for packet in self._video.encode(None):
+        try:
+            if self._video is not None:
+                for packet in self._video.encode(None):
+                    self._container.mux(packet)
+            for packet in self._audio.encode(None):
                 self._container.mux(packet)
-        for packet in self._audio.encode(None):
-            self._container.mux(packet)
-        self._container.close()
-        self._container = None
+            self._container.close()
+            self._container = None
+            self._partial.replace(self.path)
+        except (OSError, av.error.FFmpegError) as exc:
+            self.abort()
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise InputError(f"cannot finish {self.path}: {reason}",
+                             hint="check the free space and permissions of the output folder"
+                             ) from None
         return self.path
+
+    def abort(self) -> None:
+        """Stop writing and delete the partial file (nothing appears under the name)."""
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+                pass
+        self._partial.unlink(missing_ok=True)
 
     def __enter__(self) -> Mp4Writer:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def probe(path: str | Path) -> dict[str, float]:
