@@ -124,6 +124,9 @@ async def say_async(cfg: Config, text: str, output: Path) -> TurnResult:
     _check_output(output)
     if not text.strip():
         raise InputError("nothing to say: the text is empty", hint='e.g. avatar-agent say "Hello"')
+    if not any(ch.isalnum() for ch in text):
+        raise InputError(f"nothing to say: {text.strip()[:40]!r} has no words",
+                         hint='give words to speak, e.g. avatar-agent say "Hello"')
     image = load_avatar_image(cfg)
     store = ModelStore()
     tts = registry.create("tts", cfg.tts.provider, cfg=cfg, store=store)
@@ -133,6 +136,9 @@ async def say_async(cfg: Config, text: str, output: Path) -> TurnResult:
     t0 = time.perf_counter()
     with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate()) as writer:
         await _write(pipe.say(text, state), writer, False, pipe, state)
+        if writer.frames_written == 0:  # the voice read nothing it could speak
+            raise InputError(f"the voice produced no speech for {text.strip()[:40]!r}",
+                             hint="give words in the voice's language")
     result = TurnResult(transcript=Transcript(text=""), reply_text=text)
     result.metrics.stages["say"] = time.perf_counter() - t0
     await pipe.aclose()

@@ -87,3 +87,11 @@ def test_interrupted_render_leaves_nothing_under_the_name(tmp_path, speech, sig)
         assert proc.returncode == 130, err
         assert "Traceback" not in err, err
         assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text", ["... ?!", "  --  "])
+def test_say_with_no_words_is_one_line_and_writes_nothing(tmp_path, text):
+    out = tmp_path / "say.mp4"
+    proc = run_cli("say", text, "-o", str(out))
+    assert_one_line_error(proc, 3, "nothing to say", "has no words")
+    assert list(tmp_path.iterdir()) == []
