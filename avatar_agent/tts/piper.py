@@ -75,8 +75,16 @@ class PiperTTS(TTS):
 
             # include_alignments patches the ONNX graph in memory to also output samples
             # per phoneme id (needs the onnx package; without it Piper just skips it)
-            self._voice = PiperVoice.load(str(self._voice_path),
-                                          include_alignments=self._cfg.phoneme_timings)
+            try:
+                self._voice = PiperVoice.load(str(self._voice_path),
+                                              include_alignments=self._cfg.phoneme_timings)
+            except Exception as exc:  # noqa: BLE001 - protobuf/onnxruntime/json errors alike
+                detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+                raise ModelError(
+                    f"tts.piper.voice: cannot load {self._voice_path.name}: {detail}",
+                    hint="is it a Piper .onnx voice with its .onnx.json beside it? "
+                         "For the default voice: avatar-agent models pull --force piper-joe-medium",
+                ) from None
             log.info("piper voice loaded", extra={"sample_rate": self._voice.config.sample_rate})
 
     def _chunks(self, text: str, stop: threading.Event) -> Iterator[SpeechChunk]:
