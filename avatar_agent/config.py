@@ -215,7 +215,8 @@ class VADConfig(_Section):
 class AudioConfig(_Section):
     input_device: str | int | None = Field(None, description="Name substring or index; None = default.")
     output_device: str | int | None = None
-    sample_rate: int = Field(16000, description="Pipeline rate for capture/STT.")
+    sample_rate: Literal[8000, 16000, 32000, 48000] = Field(
+        16000, description="Pipeline rate for capture/STT: 8000, 16000, 32000 or 48000 (what the VAD takes).")
     block_ms: int = Field(
         10, ge=5, le=100, description="Mic block: PortAudio buffers 2 (measured 20 ms at 10)."
     )
@@ -289,9 +290,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Load ``path`` (default ``configs/config.yaml``) and apply ``key.path=value`` overrides."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     data: dict[str, Any] = {}
+    if path.is_dir():
+        raise ConfigError(f"config {path} is a folder", hint="pass a YAML file to --config")
     if path.exists():
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (not UTF-8)",
+                              hint="pass a YAML config file to --config") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}",
+                              hint="check the file's permissions") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
