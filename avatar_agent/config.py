@@ -33,6 +33,18 @@ class AvatarConfig(_Section):
         None, description="Fixed face box x1,y1,x2,y2 in pixels; skips face detection."
     )
 
+    @field_validator("box")
+    @classmethod
+    def _box_corners(cls, box: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+        if box is not None:
+            x1, y1, x2, y2 = box
+            if x1 < 0 or y1 < 0:
+                raise ValueError("x1 and y1 must be >= 0 (pixels from the top-left corner)")
+            if x2 <= x1 or y2 <= y1:
+                raise ValueError("expected [x1, y1, x2, y2] with x2 > x1 and y2 > y1 "
+                                 "(left, top, right, bottom)")
+        return box
+
 
 class FaceConfig(_Section):
     detector: Literal["short", "full"] = Field(

@@ -364,11 +364,24 @@ def run_talk(cfg: Config, window: bool = True) -> int:
         return 0
 
 
+def _check_display() -> None:
+    """Fail before loading anything when no screen can show the window (Linux/X11)."""
+    import os
+
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise DeviceError("no display for the avatar window (DISPLAY is not set)",
+                          hint="run talk --no-window for audio only, or start it on a desktop")
+
+
 async def _talk(cfg: Config, window: bool) -> int:
     from .models import ModelStore
     from .reply import load_avatar_image
 
     loop = asyncio.get_running_loop()
+    if window:
+        _check_display()
     mic = MicCapture(device=cfg.audio.input_device, sample_rate=cfg.audio.sample_rate,
                      block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
     playback = Playback(device=cfg.audio.output_device, block_ms=cfg.audio.output_block_ms,

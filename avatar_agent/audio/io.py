@@ -6,6 +6,7 @@ resampling helper (soxr, high quality).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,11 @@ def load_audio(path: str | Path, sample_rate: int = PIPELINE_RATE) -> np.ndarray
     pcm = to_mono_float(data)
     if not np.isfinite(pcm).all():
         raise InputError(f"audio file {path} has invalid samples (NaN/inf)", hint="re-export the file")
+    peak = float(np.abs(pcm).max())
+    if peak > 1.0:  # float samples outside [-1, 1] (an un-normalised export): scale, not clip
+        logging.getLogger(__name__).warning(
+            "audio samples out of range, normalised", extra={"file": str(path), "peak": peak})
+        pcm = pcm / peak
     return resample(pcm, int(sr), sample_rate)
 
 

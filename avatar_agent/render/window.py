@@ -86,6 +86,11 @@ class Presenter:
         self._thread.start()
         self._ready.wait(timeout)
         if self.error is not None:
+            if type(self.error).__module__.startswith("cv2"):  # no display, no GUI backend
+                from ..errors import DeviceError
+
+                raise DeviceError(f"cannot open the avatar window: {str(self.error).strip()[:120]}",
+                                  hint="check DISPLAY, or run talk --no-window") from None
             raise self.error
 
     def set_state(self, state: str) -> None:
