@@ -10,6 +10,7 @@ image bytes and the settings, so a photo is analysed once.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from ..errors import NoFaceError
 from ..models import ModelStore
 from .detector import Detection, FaceDetector
 from .mesh import LOWER_INNER_LIP, UPPER_INNER_LIP, FaceMesh, Roi, roi_from_detection
+
+log = logging.getLogger(__name__)
 
 # landmark indices used by the engines (MediaPipe face mesh topology)
 RIGHT_EYE_CENTRE = (33, 133)  # outer, inner corner (subject's right = image left)
@@ -102,14 +105,18 @@ class FaceAnalyzer:
         """The largest face of ``image_bgr``; :class:`NoFaceError` when there is none usable."""
         cache = self._cache_path(image_bgr)
         if cache is not None and cache.is_file():
-            with np.load(cache) as z:
-                return FaceLandmarks(z["points"], tuple(float(v) for v in z["box"]), float(z["score"]))
+            cached = _read_cache(cache)
+            if cached is not None:
+                return cached
         face = self._analyze(image_bgr, name)
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp.npz")
-            np.savez(tmp, points=face.points, box=np.array(face.box), score=np.array(face.score))
-            tmp.replace(cache)
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp.npz")
+                np.savez(tmp, points=face.points, box=np.array(face.box), score=np.array(face.score))
+                tmp.replace(cache)
+            except OSError as exc:  # a read-only or full disk only costs the next start time
+                log.warning("face cache not written", extra={"error": exc.strerror or str(exc)})
         return face
 
     def _analyze(self, image_bgr: np.ndarray, name: str) -> FaceLandmarks:
@@ -151,3 +158,19 @@ class FaceAnalyzer:
         key.update(repr((image_bgr.shape, self.cfg.face.detector, self.cfg.face.min_score,
                          self.cfg.face.min_face_px, self.cfg.avatar.box, 1)).encode())
         return self.store.root / ".cache" / "face" / f"{key.hexdigest()}.npz"
+
+
+def _read_cache(path: Path) -> FaceLandmarks | None:
+    """The cached analysis, or None (logged) when the file is unreadable or not ours."""
+    try:
+        with np.load(path) as z:
+            points = np.asarray(z["points"])
+            box = tuple(float(v) for v in z["box"])
+            score = float(z["score"])
+        if points.shape != (468, 3) or len(box) != 4 or not np.isfinite(points).all():
+            raise ValueError(f"unexpected shapes {points.shape}, {len(box)}")
+    except Exception as exc:  # noqa: BLE001 - any damage means: analyse the image again
+        log.warning("face cache unreadable, analysing again",
+                    extra={"file": path.name, "error": type(exc).__name__})
+        return None
+    return FaceLandmarks(points, box, score)
