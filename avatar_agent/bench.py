@@ -1,7 +1,8 @@
 """``avatar-agent bench``: run the scripts in ``benchmarks/`` and collect their numbers.
 
 Each ``benchmarks/bench_<area>.py`` exposes ``run(cfg) -> dict``. Results are printed as
-JSON; the recorded figures live in ``benchmarks/RESULTS.md``.
+JSON; the recorded figures live in ``benchmarks/RESULTS.md``. The scripts are part of
+the source checkout, not of the installed package: installed, ``bench`` says so.
 """
 
 from __future__ import annotations
@@ -14,17 +15,24 @@ from typing import Any
 
 from .config import Config
 from .errors import InputError
+from .models import source_checkout
 
-BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+_CHECKOUT = source_checkout()
+BENCH_DIR: Path | None = _CHECKOUT / "benchmarks" if _CHECKOUT is not None else None
 
 
 def areas() -> list[str]:
-    """Benchmark areas present: ``benchmarks/bench_<area>.py``."""
+    """Benchmark areas present: ``benchmarks/bench_<area>.py`` (none when installed)."""
+    if BENCH_DIR is None:
+        return []
     return sorted(p.stem.removeprefix("bench_") for p in BENCH_DIR.glob("bench_*.py"))
 
 
 def run_bench(cfg: Config, what: list[str]) -> dict[str, Any]:
     """Run the named areas (``all`` = every area) and return their results."""
+    if BENCH_DIR is None:
+        raise InputError("the benchmarks ship with the source, not with the installed package",
+                         hint="clone the repository, pip install -e . there and run: make bench")
     known = areas()
     chosen = known if "all" in what else what
     unknown = [a for a in chosen if a not in known]

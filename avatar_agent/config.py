@@ -3,6 +3,14 @@
 Load with :func:`load_config` (YAML file + ``section.key=value`` overrides). Every
 validation problem becomes one :class:`ConfigError` line naming the key path, what is
 expected, and the closest valid key when one was misspelt.
+
+The default file ships inside the package as ``avatar_agent/configs/config.yaml``
+(:data:`DEFAULT_CONFIG`); in a source checkout that is a link to the repository's
+``configs/config.yaml``, the one file users read and edit. Paths do not depend on where
+the package lives: files the user names (``avatar.image``, ``transcript.path``, ...) are
+relative to the working directory, and relative model files (:data:`MODEL_PATHS`) are
+looked up in the working directory, then in the model store
+(:func:`avatar_agent.models.home`). ``avatar.image: null`` is the built-in portrait.
 """
 
 from __future__ import annotations
@@ -18,7 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import registry
 from .errors import ConfigError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "config.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "config.yaml"
+
+# model files given by path: relative ones are found in the working directory, else in
+# the model store (see resolve_model_paths)
+MODEL_PATHS = (
+    ("stt", "whisper", "checkpoint"),
+    ("tts", "coqui", "model_path"),
+    ("tts", "coqui", "config_path"),
+    ("lipsync", "wav2lip", "model"),
+)
 
 
 class _Section(BaseModel):
@@ -27,7 +44,9 @@ class _Section(BaseModel):
 
 # ---------------------------------------------------------------- avatar / face
 class AvatarConfig(_Section):
-    image: Path = Field(Path("examples/assets/face.png"), description="Portrait photo (jpg/png).")
+    image: Path | None = Field(
+        None, description="Portrait photo (jpg/png); null = the built-in portrait (needs scikit-image)."
+    )
     video: Path | None = Field(None, description="Optional short face video looped as the avatar.")
     box: tuple[int, int, int, int] | None = Field(
         None, description="Fixed face box x1,y1,x2,y2 in pixels; skips face detection."
@@ -67,7 +86,7 @@ class FasterWhisperConfig(_Section):
 
 
 class WhisperConfig(_Section):
-    checkpoint: Path = Field(Path("checkpoints/whisper/tiny.en.pt"), description="Local .pt file.")
+    checkpoint: Path = Field(Path("whisper/tiny.en.pt"), description="Local .pt file.")
     language: str | None = "en"
     fp16: bool = False
 
@@ -183,7 +202,7 @@ class VisemeConfig(_Section):
 
 
 class Wav2LipConfig(_Section):
-    model: Path = Field(Path("checkpoints/wav2lip.xml"), description="OpenVINO IR or ONNX.")
+    model: Path = Field(Path("wav2lip.xml"), description="OpenVINO IR or ONNX.")
     device: str = "CPU"
     batch_size: int = Field(16, ge=1)
     pads: tuple[int, int, int, int] = Field((0, 10, 0, 0), description="top, bottom, left, right")
@@ -299,7 +318,8 @@ def _check_provider(role: str, value: str) -> str:
 
 # ---------------------------------------------------------------- loading
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load ``path`` (default ``configs/config.yaml``) and apply ``key.path=value`` overrides."""
+    """Load ``path`` (default :data:`DEFAULT_CONFIG`), apply ``key.path=value`` overrides
+    and resolve relative model paths (:func:`resolve_model_paths`)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     data: dict[str, Any] = {}
     if path.is_dir():
@@ -324,7 +344,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise ConfigError(f"config file not found: {path}", hint="pass an existing file to --config")
     for item in overrides:
         _apply_override(data, item)
-    return validate(data)
+    return resolve_model_paths(validate(data))
+
+
+def resolve_model_paths(cfg: Config, root: Path | None = None) -> Config:
+    """A copy of ``cfg`` whose relative model paths (:data:`MODEL_PATHS`) that do not
+    exist in the working directory point into the model store ``root`` (default
+    :func:`avatar_agent.models.home`), where a file of the same name also counts;
+    absolute and present paths are kept."""
+    from .models import home
+
+    root = home() if root is None else Path(root)
+    cfg = cfg.model_copy(deep=True)
+    for *sections, key in MODEL_PATHS:
+        node: BaseModel = cfg
+        for name in sections:
+            node = getattr(node, name)
+        value = getattr(node, key)
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_absolute() and not path.exists():
+            # by file name too: configs written for the old "checkpoints/..." defaults
+            by_name = root / path.name
+            path = by_name if not (root / path).exists() and by_name.exists() else root / path
+        setattr(node, key, path)
+    return cfg
 
 
 def validate(data: dict[str, Any]) -> Config:

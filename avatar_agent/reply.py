@@ -25,13 +25,36 @@ CLOSING_S = 0.4  # a file answer ends on a moment of silence: the mouth settles 
 
 
 def load_avatar_image(cfg: Config) -> np.ndarray:
-    """The avatar: a photo (H, W, 3) or a looped video (T, H, W, 3), uint8 BGR.
+    """The avatar: a photo (H, W, 3) or a looped video (T, H, W, 3), uint8 BGR; with
+    neither ``avatar.image`` nor ``avatar.video`` set, the :func:`builtin_portrait`.
 
     One-line InputError when the file is missing or unreadable.
     """
     from .face.avatar import load_avatar
 
+    if cfg.avatar.image is None and cfg.avatar.video is None:
+        return builtin_portrait()
     return load_avatar(cfg.avatar)
+
+
+def builtin_portrait() -> np.ndarray:
+    """The default avatar: NASA's astronaut portrait (public domain) from scikit-image's
+    bundled sample data, (512, 512, 3) uint8 BGR; the picture ``examples/make_assets.py``
+    saves as ``examples/assets/face.png``. Made in memory, nothing is written.
+
+    One-line InputError naming the fixes when scikit-image is not installed.
+    """
+    try:
+        from skimage import data
+    except ImportError:
+        raise InputError(
+            "no avatar image given, and the built-in portrait needs scikit-image",
+            hint="pass --image PATH to a portrait photo (or set avatar.image), "
+                 "or install it: pip install 'avatar-agent[examples]'",
+        ) from None
+    import cv2
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 def _check_output(path: Path) -> None:

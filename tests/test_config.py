@@ -7,15 +7,58 @@ from pathlib import Path
 import pytest
 import yaml
 
-from avatar_agent.config import DEFAULT_CONFIG, Config, load_config
+import avatar_agent
+from avatar_agent.config import DEFAULT_CONFIG, Config, load_config, resolve_model_paths
 from avatar_agent.errors import ConfigError
+from avatar_agent.models import home
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_shipped_yaml_equals_typed_defaults():
     # configs/config.yaml must mirror config.py one to one (no missing, no stale keys)
     shipped = yaml.safe_load(DEFAULT_CONFIG.read_text())
     assert shipped == Config().model_dump(mode="json")
-    assert load_config() == Config()
+    assert load_config() == resolve_model_paths(Config())
+
+
+def test_default_config_is_package_data_and_the_repo_file():
+    # one file: the package's default config is the repo's configs/config.yaml (a link to
+    # it), so the installed default and the documented file cannot drift apart
+    package = Path(avatar_agent.__file__).resolve().parent
+    assert DEFAULT_CONFIG == package / "configs" / "config.yaml"
+    assert DEFAULT_CONFIG.read_bytes() == (ROOT / "configs" / "config.yaml").read_bytes()
+
+
+def test_working_directory_does_not_matter(tmp_path: Path, monkeypatch):
+    here = load_config()
+    monkeypatch.chdir(tmp_path)
+    assert load_config() == here
+    assert here.lipsync.wav2lip.model == home() / "wav2lip.xml"
+    assert here.stt.whisper.checkpoint == home() / "whisper" / "tiny.en.pt"
+    assert here.avatar.image is None  # the built-in portrait, not a file under the project
+
+
+def test_relative_model_paths_cwd_first_then_store(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.xml").write_text("<net/>")
+    store = tmp_path / "store"
+    monkeypatch.setenv("AVATAR_AGENT_HOME", str(store))
+    cfg = load_config(None, ["lipsync.wav2lip.model=mine.xml", "stt.whisper.checkpoint=w/x.pt",
+                             f"tts.coqui.model_path={tmp_path / 'abs.pth'}",
+                             "avatar.image=me.png", "transcript.path=t.jsonl"])
+    assert cfg.lipsync.wav2lip.model == Path("mine.xml")  # present here: the user's file
+    assert cfg.stt.whisper.checkpoint == store / "w" / "x.pt"  # absent here: the store's
+    assert cfg.tts.coqui.model_path == tmp_path / "abs.pth"  # absolute: as given
+    assert cfg.tts.coqui.config_path is None
+    # a config written for the old defaults (checkpoints/...) finds the store's file by name
+    store.mkdir()
+    (store / "wav2lip.xml").write_text("<net/>")
+    old = load_config(None, ["lipsync.wav2lip.model=checkpoints/wav2lip.xml"])
+    assert old.lipsync.wav2lip.model == store / "wav2lip.xml"
+    # files the user names are relative to the working directory, never the store
+    assert cfg.avatar.image == Path("me.png")
+    assert cfg.transcript.path == Path("t.jsonl")
 
 
 def test_override_sets_nested_value_with_yaml_typing():

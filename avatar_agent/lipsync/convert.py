@@ -24,7 +24,7 @@ OUTPUT = "frames"
 
 
 def default_output() -> Path:
-    """Where the engine looks by default: ``checkpoints/wav2lip.xml`` of the model store."""
+    """Where the engine looks by default: ``wav2lip.xml`` in the model store root."""
     return home() / "wav2lip.xml"
 
 
@@ -94,7 +94,7 @@ def convert_wav2lip(pth: Path, out_xml: Path | None = None, fp16: bool = False) 
     """Convert ``pth`` (Wav2Lip generator weights) to an OpenVINO IR; returns the ``.xml`` path.
 
     ``fp16`` stores the weights in half precision (half the file; the CPU computes in
-    f32 or bf16 either way). Default output: ``checkpoints/wav2lip.xml``.
+    f32 or bf16 either way). Default output: :func:`default_output`.
     """
     try:
         import torch
@@ -104,7 +104,8 @@ def convert_wav2lip(pth: Path, out_xml: Path | None = None, fp16: bool = False) 
     pth = Path(pth)
     out_xml = Path(out_xml) if out_xml is not None else default_output()
     if out_xml.suffix != ".xml":
-        raise InputError(f"output must be an OpenVINO .xml path, got {out_xml}", hint="e.g. --output checkpoints/wav2lip.xml")
+        raise InputError(f"output must be an OpenVINO .xml path, got {out_xml}",
+                         hint=f"e.g. --output {default_output()}")
     model = build_model(torch, _load_checkpoint(torch, pth), pth)
     ov_model = to_openvino(model)
     save_atomic(ov_model, out_xml, fp16)
