@@ -49,8 +49,8 @@ def builtin_portrait() -> np.ndarray:
     except ImportError:
         raise InputError(
             "no avatar image given, and the built-in portrait needs scikit-image",
-            hint="pass --image PATH to a portrait photo (or set avatar.image), "
-                 "or install it: pip install 'avatar-agent[examples]'",
+            hint="pass --image PATH to a portrait photo, or install the portrait's package: "
+                 "pip install 'avatar-agent[examples]'",
         ) from None
     import cv2
 
