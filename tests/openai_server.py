@@ -53,6 +53,7 @@ class Request:
     json: dict[str, Any] | None = None
     form: dict[str, str] = field(default_factory=dict)
     audio: tuple[np.ndarray, int] | None = None  # decoded upload: (pcm, sample_rate)
+    audio_format: str = ""  # the upload as soundfile reads it: "WAV PCM_16 1ch"
 
 
 class OpenAIServer:
@@ -161,7 +162,7 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
             if self.headers.get_content_type() == "application/json":
                 req.json = json.loads(raw or b"{}")
             elif self.headers.get_content_type() == "multipart/form-data":
-                req.form, req.audio = _parse_form(self.headers["Content-Type"], raw)
+                req.form, req.audio, req.audio_format = _parse_form(self.headers["Content-Type"], raw)
             server.requests.append(req)
 
             fault = server.take_fault(self.path)
@@ -236,23 +237,27 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def _parse_form(content_type: str, raw: bytes) -> tuple[dict[str, str], tuple[np.ndarray, int] | None]:
-    """multipart/form-data -> (text fields, decoded audio of the ``file`` field)."""
+def _parse_form(content_type: str, raw: bytes
+                ) -> tuple[dict[str, str], tuple[np.ndarray, int] | None, str]:
+    """multipart/form-data -> (text fields, decoded audio of the ``file`` field, its format)."""
     import soundfile as sf
 
     msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
     fields: dict[str, str] = {}
     audio = None
+    fmt = ""
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
         payload = part.get_payload(decode=True) or b""
         if name == "file":
             fields["filename"] = part.get_filename() or ""
             try:
+                info = sf.info(io.BytesIO(payload))
+                fmt = f"{info.format} {info.subtype} {info.channels}ch"
                 data, sr = sf.read(io.BytesIO(payload), dtype="float32")
                 audio = (data, int(sr))
             except Exception:  # noqa: BLE001 - an unreadable upload is the client's bug, reported as 400
                 audio = None
         else:
             fields[str(name)] = payload.decode()
-    return fields, audio
+    return fields, audio, fmt

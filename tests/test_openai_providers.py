@@ -65,7 +65,10 @@ async def test_llm_streams_sse_deltas_in_order(server):
 
 async def test_llm_max_tokens_is_sent_and_honoured(server):
     llm = make("llm", config(server))
+    # the server cuts its reply at the max_tokens it received: 3 of its 8 tokens
     assert await llm.complete(MESSAGES, max_tokens=3, temperature=0.0) == "Hello there!"
+    sent = server.requests[-1].json
+    assert sent["max_tokens"] == 3 and sent["temperature"] == 0.0 and sent["messages"] == MESSAGES
 
 
 async def test_llm_switches_to_max_completion_tokens_when_the_model_asks(server):
@@ -119,6 +122,9 @@ async def test_llm_429_then_success_retries(server):
     llm = make("llm", config(server, max_retries=2))
     assert await llm.complete(MESSAGES, max_tokens=8, temperature=0.0) == "".join(server.reply_tokens)
     assert server.count(CHAT) == 3
+    bodies = [r.json for r in server.requests if r.path == CHAT]
+    assert bodies[0]["messages"] == MESSAGES
+    assert bodies[1] == bodies[0] and bodies[2] == bodies[0]  # each retry resends the same request
 
 
 async def test_llm_429_retries_are_bounded(server):
@@ -204,15 +210,22 @@ async def test_unreachable_endpoint_is_one_line(monkeypatch):
 
 # ---------------------------------------------------------------- STT
 async def test_stt_sends_16k_wav_and_returns_text(server, speak):
-    server.transcript = "What is the weather like today?"
+    server.transcript = "  What is the weather like today?\n"  # Whisper's API pads its text
     stt = make("stt", config(server))
     pcm = speak("What is the weather like today?", sr=22050)
     result = await stt.transcribe(Utterance(pcm=pcm, sample_rate=22050))
-    assert result.text == "What is the weather like today?"
+    assert result.text == "What is the weather like today?"  # the client strips the padding
+    assert result.audio_s == pytest.approx(len(pcm) / 22050, abs=1e-3)
     req = server.requests[-1]
     audio, rate = req.audio
+    assert req.audio_format == "WAV PCM_16 1ch"
     assert rate == 16000 and len(audio) == pytest.approx(len(pcm) * 16000 / 22050, abs=2)
-    assert float(np.abs(audio).max()) > 0.1  # real speech went over the wire, not zeros
+    # the very speech went over the wire, resampled (not zeros, not 22 kHz samples
+    # labelled 16 kHz, not cut): it matches the question resampled to 16 kHz
+    want = speak("What is the weather like today?", sr=16000)
+    assert len(audio) == len(want)
+    assert np.corrcoef(audio, want)[0, 1] > 0.999
+    assert np.sqrt(np.mean((audio - want) ** 2)) < 1e-3  # 16-bit quantisation only
     assert req.form["model"] == "whisper-1" and req.form["language"] == "en"
     assert req.form["filename"].endswith(".wav")
     await stt.aclose()
@@ -221,8 +234,14 @@ async def test_stt_sends_16k_wav_and_returns_text(server, speak):
 async def test_stt_500_then_success(server, speak):
     server.fail_next(STT, Fault(503, headers=FAST_RETRY))
     stt = make("stt", config(server))
-    result = await stt.transcribe(Utterance(pcm=speak("Hello."), sample_rate=16000))
-    assert result.text == "hello world" and server.count(STT) == 2
+    pcm = speak("Hello.")
+    result = await stt.transcribe(Utterance(pcm=pcm, sample_rate=16000))
+    assert result.text == server.transcript and server.count(STT) == 2
+    # the retry uploads the whole file again (a consumed upload stream would send 0 bytes)
+    first, retry = (r.audio for r in server.requests if r.path == STT)
+    assert first is not None and retry is not None
+    assert len(retry[0]) == len(first[0]) == len(pcm)
+    np.testing.assert_array_equal(retry[0], first[0])
 
 
 async def test_stt_401_names_the_env_var(server, monkeypatch):
@@ -319,6 +338,16 @@ async def test_cloud_turn_with_use_openai_overrides(server, speak):
     assert heard.text == "What can you do?"
     assert [t for t, _ in spoken] == ["I can talk.", "I can listen too."]
     assert all(d == pytest.approx(SECONDS_PER_CHAR * len(t), abs=0.01) for t, d in spoken)
-    chat = next(r.json for r in server.requests if r.path == CHAT)
-    assert chat["model"] == "gpt-4o-mini" and chat["messages"][0]["role"] == "system"
     assert [r.path for r in server.requests] == [STT, CHAT, SPEECH, SPEECH]
+    # what the client sent at each stage: the config's defaults, the transcript handed
+    # on to the LLM, each split sentence to the speech endpoint in order
+    stt_req, chat_req, *speech_reqs = server.requests
+    assert stt_req.form["model"] == cfg.stt.openai.model == "whisper-1"
+    chat = chat_req.json
+    assert chat["model"] == cfg.llm.openai.model == "gpt-4o-mini" and chat["stream"] is True
+    assert chat["messages"] == [{"role": "system", "content": cfg.llm.system_prompt},
+                                {"role": "user", "content": "What can you do?"}]
+    assert chat["max_tokens"] == cfg.llm.max_tokens
+    assert [r.json["input"] for r in speech_reqs] == ["I can talk.", "I can listen too."]
+    assert {(r.json["model"], r.json["voice"]) for r in speech_reqs} == {
+        (cfg.tts.openai.model, cfg.tts.openai.voice)}
