@@ -1,7 +1,7 @@
 # avatar_agent — two commands on a fresh machine:
 #   make demo   install (.venv, extra 'local'), pull the default models, answer
 #               examples/assets/question.wav with the avatar -> out/reply.mp4 (window if $DISPLAY)
-#   make test   install (.venv, extras 'local,dev,whisper,convert'), Debian test packages, models, run pytest
+#   make test   install (.venv, extras 'local,dev,whisper,convert,serve'), Debian test packages, models, run pytest
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -22,7 +22,7 @@ $(VENV)/.local-installed: pyproject.toml | $(BIN)/python
 # convert bring torch==2.13.0 (CPU build). coqui-tts cannot be imported with PyPI's
 # torchaudio next to a CPU torch; its tests skip with that reason.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[local,examples,dev,whisper,convert]'
+	$(PIP) install -e '.[local,examples,dev,whisper,convert,serve]'
 	touch $@ $(VENV)/.local-installed
 
 install: $(VENV)/.local-installed

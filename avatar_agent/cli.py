@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--calibration-audio", type=Path, default=Path("examples/assets/question.wav"),
                     help="a few seconds of speech for INT8 calibration")
 
+    p = sub.add_parser("serve", parents=[common],
+                       help="the avatar in a browser over WebRTC (extra 'serve')")
+    p.add_argument("--host", help="address to bind (overrides server.host; default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (overrides server.port; 0 = any free)")
+    p.add_argument("--image", type=Path, help="avatar portrait (overrides avatar.image)")
+
     p = sub.add_parser("devices", parents=[common], help="list audio input/output devices")
 
     p = sub.add_parser("config", help="show the effective config")
@@ -223,6 +229,25 @@ def _exit_now_if_busy(code: int) -> int:
     os._exit(code)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``serve``: the page and WebRTC sessions."""
+    from .errors import MissingExtraError
+
+    cfg = _config(args)
+    if args.host is not None:
+        cfg.server.host = args.host
+    if args.port is not None:
+        if not 0 <= args.port <= 65535:
+            raise InputError(f"--port {args.port} is not a TCP port", hint="use 0..65535")
+        cfg.server.port = args.port
+    try:
+        from .web.server import run_serve
+    except ImportError as exc:
+        raise MissingExtraError(f"serve needs aiortc and aiohttp ({exc.name} is missing)",
+                                hint="pip install 'avatar-agent[serve]'") from None
+    return _exit_now_if_busy(run_serve(cfg))
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     """``devices``: list audio devices."""
     from .audio.devices import describe_devices
@@ -242,7 +267,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "talk": cmd_talk, "reply": cmd_reply, "render": cmd_render, "say": cmd_say,
-    "models": cmd_models, "devices": cmd_devices, "config": cmd_config, "bench": cmd_bench,
+    "models": cmd_models, "devices": cmd_devices, "serve": cmd_serve, "config": cmd_config, "bench": cmd_bench,
 }
 
 

@@ -281,6 +281,24 @@ class TranscriptConfig(_Section):
     path: Path = Path("out/transcript.jsonl")
 
 
+class IceServerConfig(_Section):
+    urls: str | list[str] = Field(..., description="stun:host:port or turn:host:port?transport=udp")
+    username: str | None = None
+    credential: str | None = None
+
+
+class ServerConfig(_Section):
+    host: str = Field("127.0.0.1", description="Address serve binds (0.0.0.0: every interface, e.g. a LAN).")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port of the page and signalling (0 = any free).")
+    max_sessions: int = Field(4, ge=1, description="Browser sessions at once; more get 'busy, try again'.")
+    token: str | None = Field(None, description="If set, the page must be opened with ?token=<this>.")
+    echo: Literal["gate", "none"] = Field(
+        "none", description="audio.echo for web sessions (browsers cancel their own echo).")
+    audio_timeout_s: float = Field(20.0, gt=0, description="End a session whose mic sends nothing this long.")
+    ice_servers: list[IceServerConfig] = Field(
+        default_factory=list, description="STUN/TURN servers (none: host candidates, LAN only).")
+
+
 class Config(_Section):
     avatar: AvatarConfig = AvatarConfig()
     face: FaceConfig = FaceConfig()
@@ -291,6 +309,7 @@ class Config(_Section):
     audio: AudioConfig = AudioConfig()
     window: WindowConfig = WindowConfig()
     transcript: TranscriptConfig = TranscriptConfig()
+    server: ServerConfig = ServerConfig()
 
     def masked(self) -> dict[str, Any]:
         """The config as plain data, with any secret-looking value masked."""

@@ -3,9 +3,10 @@
 #   install-sysdeps.sh runtime   libraries the program loads (PortAudio, OpenCV's GL/GLib/X libs)
 #   install-sysdeps.sh test      + the virtual audio/video devices used by the e2e tests
 #                                  (PulseAudio, Xvfb, xdotool, ImageMagick) and espeak-ng/sox
+#                                  and chromium (headless browser for the serve tests)
 set -euo pipefail
 RUNTIME="libportaudio2 libgl1 libglib2.0-0 libsm6 libice6 libxext6 libxcursor1 fonts-dejavu-core"
-TEST="pulseaudio pulseaudio-utils libasound2-plugins xvfb x11-utils xdotool imagemagick espeak-ng sox"
+TEST="pulseaudio pulseaudio-utils libasound2-plugins xvfb x11-utils xdotool imagemagick espeak-ng sox chromium"
 case "${1:-runtime}" in
   runtime) PKGS="$RUNTIME" ;;
   test) PKGS="$RUNTIME $TEST" ;;

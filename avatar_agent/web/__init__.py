@@ -1,0 +1,1 @@
+"""``avatar-agent serve``: the avatar in a browser over WebRTC (extra ``serve``)."""
