@@ -28,6 +28,7 @@ PAGE = r"""<!doctype html>
 </main>
 <script>
 "use strict";
+const ICE_SERVERS = __ICE_SERVERS__;  // server.ice_servers (STUN/TURN), filled in by the server
 const q = new URLSearchParams(location.search);
 const S = window.avatarStats = {
   state: "idle", session: null, error: null, turns: [], user: [], assistant: [],
@@ -107,7 +108,7 @@ async function start() {
     mic = await navigator.mediaDevices.getUserMedia({audio: {echoCancellation: true,
       noiseSuppression: true, autoGainControl: true}});
   } catch (e) { btn.disabled = false; return fail("no microphone: " + e.message); }
-  pc = new RTCPeerConnection({iceServers: []});
+  pc = new RTCPeerConnection({iceServers: ICE_SERVERS});
   mic.getTracks().forEach(t => pc.addTrack(t, mic));
   pc.addTransceiver("video", {direction: "recvonly"});
   dc = pc.createDataChannel("events");

@@ -98,7 +98,9 @@ class RtcMic:
         self._queue.put_nowait(item)
 
     async def _read(self, track: MediaStreamTrack) -> None:
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sample_rate)
+        # channels kept and averaged here: swresample's stereo->mono downmix adds 3 dB
+        # to the identical channels aiortc's Opus decoder hands out
+        resampler = av.AudioResampler(format="fltp", rate=self.sample_rate)
         try:
             while True:
                 try:
@@ -110,7 +112,7 @@ class RtcMic:
                     self.first_audio_t = now
                 self.received_s += frame.samples / float(frame.sample_rate or 48000)
                 for out in resampler.resample(frame):
-                    pcm = out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    pcm = out.to_ndarray().mean(axis=0, dtype=np.float32)
                     self._buf = np.concatenate([self._buf, pcm])
                 # the last sample arrived now: block k starts this long before
                 n_blocks = len(self._buf) // self.block

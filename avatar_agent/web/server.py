@@ -301,7 +301,9 @@ class AvatarServer:
     async def page(self, request: web.Request) -> web.Response:
         if not self._token_ok(request.query.get("token")):
             return web.Response(status=403, text="error: this server needs ?token=... in the address\n")
-        return web.Response(text=PAGE, content_type="text/html")
+        ice = [s.model_dump(exclude_none=True) for s in self.cfg.server.ice_servers]
+        page = PAGE.replace("__ICE_SERVERS__", json.dumps(ice).replace("</", "<\\/"))
+        return web.Response(text=page, content_type="text/html")
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response({
@@ -419,6 +421,27 @@ def run_serve(cfg: Config) -> int:
         return 0
 
 
+def _check_bind(host: str, port: int) -> None:
+    """One clear line when the address cannot be listened on (in use, not ours)."""
+    import socket
+
+    from ..errors import DeviceError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DeviceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                          hint="check server.host / --host") from None
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            raise DeviceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                              hint="pick another --port, or stop what uses it") from None
+
+
 async def _serve(cfg: Config) -> int:
     import signal
 
@@ -426,6 +449,7 @@ async def _serve(cfg: Config) -> int:
     from ..models import ModelStore
     from ..reply import load_avatar_image
 
+    _check_bind(cfg.server.host, cfg.server.port)  # before a minute of model loading
     image = load_avatar_image(cfg)
     pipeline = Pipeline.from_config(cfg, ModelStore(progress=False))
     runner: web.AppRunner | None = None

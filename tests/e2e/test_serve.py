@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 
+import aiohttp
 import numpy as np
 import pytest
 import soundfile as sf
@@ -58,8 +59,8 @@ class Server:
     def __init__(self, folder: Path, *sets: str) -> None:
         self.transcript = folder / "transcript.jsonl"
         self.log = folder / "serve.log"
+        # the built-in portrait (examples/assets/face.png is the same picture)
         args = [sys.executable, "-m", "avatar_agent", "serve", "--port", "0", "-v",
-                "--image", str(ROOT / "examples/assets/face.png"),
                 "--set", f"transcript.path={self.transcript}", *sum([["--set", s] for s in sets], [])]
         self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=open(self.log, "wb"), text=True,
@@ -74,7 +75,10 @@ class Server:
                     found.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not found.wait(240) or not self.url:
+        deadline = time.monotonic() + 240  # loads and warms up every model
+        while not found.wait(0.5) and self.proc.poll() is None and time.monotonic() < deadline:
+            pass
+        if not self.url:
             self.stop()
             raise AssertionError(f"serve did not start: {self.log_tail()}")
 
@@ -108,7 +112,7 @@ class Server:
 def server(tmp_path_factory):
     assert chromium_path(), "chromium missing: run scripts/install-sysdeps.sh test (make test does)"
     srv = Server(tmp_path_factory.mktemp("serve-srv"), "server.max_sessions=3",
-                 "llm.max_tokens=40")
+                 "server.audio_timeout_s=8", "llm.max_tokens=40")
     try:
         yield srv
     finally:
@@ -204,3 +208,88 @@ async def test_browser_killed_mid_reply(server: Server, question_wav: Path) -> N
         assert server.proc.poll() is None
     finally:
         await browser.close()
+
+
+# -------------------------------------------------------------------- bad clients
+async def test_garbage_offers_and_server_keeps_serving(server: Server) -> None:
+    """Garbage SDP, no JSON, a wrong type: one clear 400 each, no session left over."""
+    async with aiohttp.ClientSession() as http:
+        for body in ('{"sdp": "v=0 garbage", "type": "offer"}', "not json at all",
+                     '{"sdp": 42, "type": "offer"}', '{"sdp": "v=0", "type": "answer"}'):
+            async with http.post(server.url + "offer", data=body,
+                                 headers={"Content-Type": "application/json"}) as resp:
+                assert resp.status == 400, (body, resp.status)
+                err = (await resp.json())["error"]
+                assert err.startswith(("bad offer", "bad request")), err
+        async with http.get(server.url) as resp:
+            assert resp.status == 200 and "avatarStats" in await resp.text()
+    st = server.status()
+    assert st["sessions"] == 0 and st["presenter_threads"] == 0, st
+
+
+async def test_client_that_never_sends_audio(server: Server) -> None:
+    """A real WebRTC peer (aiortc) whose microphone track never sends a packet: the
+    server says so on the data channel and ends the session after server.audio_timeout_s."""
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import MediaStreamTrack
+
+    class Mute(MediaStreamTrack):
+        kind = "audio"
+
+        async def recv(self):  # never a frame
+            await asyncio.sleep(3600)
+
+    tasks0 = server.status()["tasks"]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    events: list[dict] = []
+    try:
+        pc.addTrack(Mute())
+        pc.addTransceiver("video", direction="recvonly")
+        channel = pc.createDataChannel("events")
+        channel.on("message", lambda m: events.append(json.loads(m)))
+        await pc.setLocalDescription(await pc.createOffer())
+        async with aiohttp.ClientSession() as http, http.post(
+                server.url + "offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as r:
+            assert r.status == 200, await r.text()
+            answer = await r.json()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        await _until("the session to start", lambda: server.status()["sessions"] == 1, 20)
+        await _until("the session to end", lambda: server.status()["sessions"] == 0, 60)
+        assert any(e.get("type") == "error" and "no microphone audio" in e["text"]
+                   for e in events), events
+    finally:
+        await pc.close()
+    await _until("its threads and tasks to end", lambda: _idle(server, tasks0), 10)
+
+
+# -------------------------------------------------------------------- several at once
+async def test_three_browsers_at_once_and_a_crowd_beyond_the_limit(
+        server: Server, question_wav: Path) -> None:
+    """3 browsers (the configured limit) talk at once, each gets its own answered turn;
+    50 more offers meanwhile are each told "busy"; all 3 closed → nothing left."""
+    tasks0 = server.status()["tasks"]
+    browsers = [Chromium(server.url + "?autostart=1", question_wav) for _ in range(3)]
+    try:
+        await asyncio.gather(*(b.start() for b in browsers))
+        await _until("3 sessions", lambda: server.status()["sessions"] == 3, 60)
+        async with aiohttp.ClientSession() as http:
+            async def knock() -> tuple[int, str]:
+                async with http.post(server.url + "offer",
+                                     json={"sdp": "v=0", "type": "offer"}) as resp:
+                    return resp.status, (await resp.json())["error"]
+
+            answers = await asyncio.gather(*(knock() for _ in range(50)))
+        assert all(code == 503 and "busy" in err for code, err in answers), answers[:3]
+        assert server.status()["refused"] >= 50
+        stats = await asyncio.gather(*(
+            _until(f"a turn in browser {i}", lambda b=b: _turn_done(b), TURN_S * 2)
+            for i, b in enumerate(browsers)))
+        await asyncio.sleep(1.0)
+        stats = await asyncio.gather(*(b.stats() for b in browsers))
+        assert len({s["session"] for s in stats}) == 3
+        for s in stats:
+            _check_reply(s, server)
+        print("in-browser latency with 3 sessions:", [s["latencyMs"] for s in stats], "ms")
+    finally:
+        await asyncio.gather(*(b.close() for b in browsers))
+    await _until("the sessions to end", lambda: _idle(server, tasks0), 90)
