@@ -15,13 +15,17 @@ barges in nor gets transcribed; without barge-in the mic is ignored while it spe
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .audio.capture import MicCapture
 from .audio.io import rms_db
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _UNDUCK_S = 0.25  # a duck not confirmed as speech by then was a noise: resume the reply
 _PLAYOUT_SLACK_S = 3.0  # a reply not heard this long after it should have ended: device lost
+_KEEP_TURNS = 100  # finished turn records kept in memory (the JSONL transcript has them all)
+_NO_FRAMES = np.zeros((0, 0, 0, 3), np.uint8)
+_NO_AUDIO = np.zeros(0, np.float32)
 
 
 @dataclass
@@ -93,7 +100,7 @@ class Conversation:
         self.avatar_state = avatar_state
         self.vad = VadSegmenter.from_config(cfg.audio.vad, mic.sample_rate)
         self.state = "listening"
-        self.turns: list[TurnRecord] = []
+        self.turns: collections.deque[TurnRecord] = collections.deque(maxlen=_KEEP_TURNS)
         self.barge_ins = 0
         self._turn: asyncio.Task | None = None
         self._current: TurnRecord | None = None
@@ -342,10 +349,44 @@ class Conversation:
             "interrupted": record.interrupted, "error": record.error,
             "metrics": m.as_dict(), "voice_to_face_s": m.first_frame_s,
         })
+        for item in record.played:  # the record outlives the turn: keep text and timing only
+            light = dataclasses.replace(item.chunk, frames=_NO_FRAMES, audio=_NO_AUDIO)
+            item.chunk = light
+            if item.show is not None:
+                item.show.chunk = light
         self.turns.append(record)
         log.info("turn done: voice_to_face_s=%s interrupted=%s frames_dropped=%d",
                  None if m.first_frame_s is None else round(m.first_frame_s, 3),
                  record.interrupted, m.frames_dropped)
+        _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Give the freed frame buffers of a turn back to the OS (glibc keeps them otherwise).
+
+    A turn allocates ~100 MB of frames on the lip-sync thread and frees them on others;
+    glibc keeps such freed memory in its per-thread arenas. Measured in a 20-turn soak of
+    ``talk``: resident size after warm-up 710-730 MB with the trim, 840-870 MB without.
+    """
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _load_libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):  # not glibc (musl): nothing to trim
+        return None
+
+
+_LIBC = _load_libc()
 
 
 # -------------------------------------------------------------------- the command
