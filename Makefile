@@ -12,17 +12,17 @@ PYTEST_ARGS ?=
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -U pip wheel
+	$(PIP) install -U pip
 
 $(VENV)/.local-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[local,examples]'
+	PYTHONWARNINGS='ignore:Editable installation' $(PIP) install -e '.[local,examples]'
 	touch $@
 
 # the tests also exercise openai-whisper and the Wav2Lip converter: extras whisper and
 # convert bring torch==2.13.0 (CPU build). coqui-tts cannot be imported with PyPI's
 # torchaudio next to a CPU torch; its tests skip with that reason.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[local,examples,dev,whisper,convert,serve]'
+	PYTHONWARNINGS='ignore:Editable installation' $(PIP) install -e '.[local,examples,dev,whisper,convert,serve]'
 	touch $@ $(VENV)/.local-installed
 
 install: $(VENV)/.local-installed

@@ -24,7 +24,7 @@ log = logging.getLogger("avatar_agent")
 
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--config", type=Path, default=None, help="YAML config (default configs/config.yaml)")
+    p.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged configs/config.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set llm.max_tokens=64 (repeatable)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     mv.add_argument("names", nargs="*")
     mc = msub.add_parser("convert-wav2lip", parents=[common], help="Wav2Lip .pth -> OpenVINO IR (extra 'convert')")
     mc.add_argument("checkpoint", type=Path)
-    mc.add_argument("--output", type=Path, default=None, help="IR path (default checkpoints/wav2lip.xml)")
+    mc.add_argument("--output", type=Path, default=None, help="IR path (default wav2lip.xml in the model store)")
     mc.add_argument("--fp16", action="store_true", help="compress weights to FP16")
     mc.add_argument("--int8", action="store_true",
                     help="also write an INT8 model (NNCF), calibrated on the avatar and --calibration-audio")
