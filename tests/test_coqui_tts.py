@@ -74,11 +74,27 @@ async def test_coqui_random_init_vits_checkpoint_speaks_per_sentence(random_vits
 
 
 @needs_coqui
-async def test_coqui_random_init_stops_after_the_consumer_leaves(random_vits):
+async def test_coqui_random_init_stops_after_the_consumer_leaves(random_vits, monkeypatch):
     tts = registry.create("tts", "coqui", cfg=coqui_cfg(random_vits), store=None)
+    tts.load()
+    # record every sentence the real model is asked to speak (a pass-through spy)
+    spoken: list[str] = []
+    real = tts._api.tts
+
+    def spy(*args, **kwargs):
+        spoken.append(kwargs.get("text", args[0] if args else ""))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tts._api, "tts", spy)
     async for _ in tts.synthesize(" ".join(f"Sentence {n}." for n in range(20))):
-        break
-    assert [c async for c in tts.synthesize("Still here.")]  # worker free at once
+        break  # the consumer leaves after the first sentence
+    # the next call queues behind the first on the one worker thread: when it is done,
+    # the first has ended (counted, not timed)
+    assert [c.text.strip() for c in [c async for c in tts.synthesize("Still here.")]] == ["Still here."]
+    assert spoken[0].strip() == "Sentence 0." and spoken[-1].strip() == "Still here."
+    # the stop lands while a sentence or two are in flight; the other 17+ never start
+    assert len(spoken) - 1 <= 3, spoken
+    await tts.aclose()
 
 
 @needs_coqui

@@ -62,16 +62,28 @@ async def test_piper_empty_text_yields_nothing(piper):
     assert [c async for c in piper.synthesize("   ")] == []
 
 
-async def test_piper_stopping_early_stops_synthesis(piper):
+async def test_piper_stopping_early_stops_synthesis(piper, monkeypatch):
+    # record every sentence the real voice is asked to speak (a pass-through spy)
+    spoken: list[str] = []
+    real = piper._voice.synthesize
+
+    def spy(text, *args, **kwargs):
+        spoken.append(text)
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(piper._voice, "synthesize", spy)
     text = " ".join(f"This is sentence number {n}." for n in range(30))
-    got = 0
     async for _ in piper.synthesize(text):
-        got += 1
-        break
-    assert got == 1
-    # the worker is free again right away (it did not synthesize the other 29 sentences)
+        break  # the consumer leaves after the first sentence
+    # the next call queues behind the first on the one worker thread, so when it is done
+    # the first has ended: counted, not timed
     chunks = [c async for c in piper.synthesize("Still working.")]
-    assert len(chunks) == 1
+    assert [c.text for c in chunks] == ["Still working."]
+    assert spoken[-1] == "Still working."
+    first = spoken[:-1]
+    assert first[0] == "This is sentence number 0."
+    # the stop lands while a sentence or two are in flight; the other 27+ never start
+    assert len(first) <= 3, first
 
 
 def test_piper_missing_voice_file_is_model_error(store, tmp_path):
