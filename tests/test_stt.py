@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -29,11 +30,15 @@ def fw_stt(cfg, store):
 
 async def test_faster_whisper_transcribes_piper_speech_exactly(fw_stt, speak):
     pcm = speak(SENTENCE, sr=16000)
+    t0 = time.perf_counter()
     result = await fw_stt.transcribe(Utterance(pcm=pcm, sample_rate=16000))
+    wall = time.perf_counter() - t0
     assert words(result.text) == words(SENTENCE)
     assert result.language == "en"
     assert result.audio_s == pytest.approx(len(pcm) / 16000, abs=0.01)
-    assert result.proc_s > 0
+    # proc_s is this call's own decoding time, in seconds: inside the call's wall time
+    # and (Whisper encodes a 30 s window) not a zero or a figure in milliseconds
+    assert 0.01 < result.proc_s <= wall, (result.proc_s, wall)
     # word timings are inside the utterance and in order
     assert [w.text.strip(".,").lower() for w in result.words] == words(SENTENCE)
     starts = [w.start for w in result.words]

@@ -4,12 +4,13 @@ Real Whisper weights cannot be fetched here, so the test saves a tiny Whisper ne
 with random weights in exactly the format openai-whisper writes (``{"dims": ...,
 "model_state_dict": ...}`` via ``torch.save``) and loads it through the provider, i.e.
 through ``whisper.load_model(path)`` like a user's ``tiny.en.pt``. The text is
-meaningless; the test checks the whole path runs and returns a well-formed transcript.
+meaningless; the test checks the whole path runs and what the provider hands Whisper.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -42,15 +43,37 @@ def whisper_cfg(path, **extra) -> Config:
                                           "whisper": {"checkpoint": str(path), **extra}}})
 
 
-async def test_whisper_random_init_checkpoint_transcribes_through_load_model(random_whisper_pt, speak):
+async def test_whisper_random_init_checkpoint_transcribes_through_load_model(random_whisper_pt, speak,
+                                                                          monkeypatch):
     stt = registry.create("stt", "whisper", cfg=whisper_cfg(random_whisper_pt), store=None)
     stt.load()
     assert not stt._model.is_multilingual  # an English-only checkpoint, like tiny.en
+    # what the provider hands openai-whisper, recorded by a pass-through spy on the model
+    calls: list[tuple[np.ndarray, dict]] = []
+    real = stt._model.transcribe
+
+    def spy(audio, **options):
+        calls.append((np.array(audio), options))
+        return real(audio, **options)
+
+    monkeypatch.setattr(stt._model, "transcribe", spy)
     pcm = speak("Hello there, how are you?", sr=22050)
+    t0 = time.perf_counter()
     result = await stt.transcribe(Utterance(pcm=pcm, sample_rate=22050))
-    assert isinstance(result.text, str) and result.language == "en"
+    wall = time.perf_counter() - t0
+    # the text of random weights means nothing; the path does: Whisper got the speech
+    # at its own 16 kHz (not 22 kHz samples read as 16 kHz), greedy, in English
+    (audio, options), = calls
+    want = speak("Hello there, how are you?", sr=16000)
+    assert audio.dtype == np.float32 and len(audio) == len(want)
+    assert np.corrcoef(audio, want)[0, 1] > 0.999
+    assert options["language"] == "en" and options["temperature"] == 0.0
+    assert options["fp16"] is False  # CPU
+    assert result.text == result.text.strip() and result.language == "en"
     assert result.audio_s == pytest.approx(len(pcm) / 22050, abs=0.01)
-    assert result.proc_s > 0
+    assert 0 < result.proc_s <= wall
+    # greedy decoding of fixed weights: the same audio gives the same text
+    assert (await stt.transcribe(Utterance(pcm=pcm, sample_rate=22050))).text == result.text
     await stt.aclose()
 
 
