@@ -100,8 +100,22 @@ class OpenAISTTConfig(_Section):
     max_retries: int = Field(2, ge=0)
 
 
+class MoonshineConfig(_Section):
+    model: str = Field("tiny-en", description="Model inside moonshine-voice==0.0.44 (tiny-en) or a folder.")
+    arch: Literal["tiny", "base"] = Field("tiny", description="Architecture of that model.")
+    chunk_ms: int = Field(100, ge=10, le=1000, description="talk: feed the stream in pieces of this much audio.")
+    vad_threshold: float = Field(
+        0.2, ge=0.0, le=1.0, description="The library's own speech gate (its default 0.5 clipped words)."
+    )
+
+
 class STTConfig(_Section):
     provider: str = "faster_whisper"
+    stream: bool = Field(True, description="talk: feed the STT while the user speaks (one-shot if the provider cannot stream).")
+    prefetch_ms: int = Field(
+        60, ge=0, description="talk: start decoding after this much silence, before the turn commits (0 = off)."
+    )
+    moonshine: MoonshineConfig = MoonshineConfig()
     faster_whisper: FasterWhisperConfig = FasterWhisperConfig()
     whisper: WhisperConfig = WhisperConfig()
     openai: OpenAISTTConfig = OpenAISTTConfig()

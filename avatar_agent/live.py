@@ -22,6 +22,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ from .config import Config
 from .errors import AvatarError, DeviceError
 from .pipeline import COULD_NOT_ANSWER, Pipeline
 from .render.window import ChunkShow, Presenter
+from .stt.base import STTStream
+from .stt.feeder import SpeechFeeder
 from .types import AudioBlock, FrameChunk, TurnMetrics, Utterance
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,9 @@ class Conversation:
         self.presenter = presenter    # window thread, frames paced by that clock
         self.avatar_state = avatar_state
         self.vad = VadSegmenter.from_config(cfg.audio.vad, mic.sample_rate)
+        # streaming STT: the utterance is fed to the STT while it is spoken
+        self.feeder = SpeechFeeder(pipeline.stt, self.vad, prefetch_ms=cfg.stt.prefetch_ms,
+                                   enabled=cfg.stt.stream and hasattr(pipeline.stt, "open_stream"))
         self.state = "listening"
         self.turns: collections.deque[TurnRecord] = collections.deque(maxlen=_KEEP_TURNS)
         self.barge_ins = 0
@@ -167,8 +173,11 @@ class Conversation:
         async for block in self.mic.blocks():
             gated = self._gated(block)
             self._duck(block, gated)
-            for event in self.vad.push(block.pcm, block.t, gate=gated):
+            events = self.vad.push(block.pcm, block.t, gate=gated)
+            self.feeder.update(events)
+            for event in events:
                 await self._on_vad(event)
+            await self.feeder.collect()
 
     def _duck(self, block: AudioBlock, gated: bool) -> None:
         """Silence the reply at the first loud mic block while speaking (possible barge-in).
@@ -196,7 +205,7 @@ class Conversation:
         elif isinstance(event, SpeechPause):  # answer early; dropped if the user goes on
             await self._cancel_turn(record_heard=True)
             self._early = True
-            self._start_turn(event.utterance)
+            self._start_turn(event.utterance, self.feeder.take(event.utterance))
         elif isinstance(event, SpeechResume):
             if self._early:  # it was a pause inside the question, not its end
                 self._early = False
@@ -206,7 +215,7 @@ class Conversation:
                 self._early = False
                 return
             await self._cancel_turn(record_heard=True)  # a newer question wins
-            self._start_turn(event)
+            self._start_turn(event, self.feeder.take(event))
 
     def _gated(self, block: AudioBlock) -> bool:
         """Echo gate: is this mic block to be treated as silence?
@@ -254,8 +263,8 @@ class Conversation:
         self._set_state("listening")
 
     # ---------------------------------------------------------------- one turn
-    def _start_turn(self, utt: Utterance) -> None:
-        self._turn = asyncio.create_task(self._run_turn(utt), name="talk-turn")
+    def _start_turn(self, utt: Utterance, heard: tuple[STTStream, Hashable] | None = None) -> None:
+        self._turn = asyncio.create_task(self._run_turn(utt, heard), name="talk-turn")
         self._turn.add_done_callback(self._turn_done)
 
     def _turn_done(self, task: asyncio.Task) -> None:
@@ -266,14 +275,14 @@ class Conversation:
             self._fatal = exc
             self._quit.set()
 
-    async def _run_turn(self, utt: Utterance) -> None:
+    async def _run_turn(self, utt: Utterance, heard: tuple[STTStream, Hashable] | None = None) -> None:
         record = TurnRecord(t_end=utt.t_end)
         self._current = record
         m = record.metrics
         t_end = utt.t_end
         self._set_state("thinking")
         try:
-            transcript = await self.pipeline.hear(utt, m)
+            transcript = await self.pipeline.hear(utt, m, stream=heard)
             m.stt_s = time.monotonic() - t_end
             record.user = transcript.text
             if not transcript.text:  # noise, a cough: stay quiet, keep listening

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from .lipsync.base import LipSyncEngine
 from .llm.base import LLM, ChatHistory
 from .llm.splitter import split_sentences, split_text
 from .models import ModelStore
-from .stt.base import STT
+from .stt.base import STT, STTStream
 from .transcript import TranscriptLog
 from .tts.base import TTS
 from .types import FrameChunk, Sentence, SpeechChunk, Transcript, TurnMetrics, Utterance
@@ -117,6 +117,11 @@ class Pipeline:
         rng = np.random.default_rng(0)
         noise = (rng.standard_normal(8000) * 0.01).astype(np.float32)
         await self.stt.transcribe(Utterance(pcm=noise, sample_rate=16000))
+        if getattr(self.stt, "streaming", False):  # the streaming path has its own first-call costs
+            stream = self.stt.open_stream(16000)
+            stream.feed(noise)
+            await stream.result()
+            await stream.aclose()
         await self.llm.complete(self.history.messages("Hello."), max_tokens=1, temperature=0.0)
         async for chunk in self.tts.synthesize("Hello."):
             await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm, chunk.sample_rate)
@@ -132,12 +137,21 @@ class Pipeline:
         return await self._lipsync.run(self.engine.prepare, image)
 
     # ---------------------------------------------------------------- one turn
-    async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None) -> Transcript:
-        """Transcribe an utterance; near-silence gives an empty transcript without STT."""
+    async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None, *,
+                   stream: tuple[STTStream, Hashable] | None = None) -> Transcript:
+        """Transcribe an utterance; near-silence gives an empty transcript without STT.
+
+        ``stream``: the :class:`STTStream` that was fed ``utt`` while it was spoken and the
+        key of its prefetch (``talk``, see :class:`~avatar_agent.stt.feeder.SpeechFeeder`);
+        without it the utterance is transcribed one-shot.
+        """
         if rms_db(utt.pcm) < SILENCE_DB:
             return Transcript(text="", audio_s=utt.duration_s)
         t0 = time.perf_counter()
-        result = await self.stt.transcribe(utt)
+        if stream is not None:
+            result = await stream[0].result(stream[1])
+        else:
+            result = await self.stt.transcribe(utt)
         if metrics is not None:
             metrics.stages["stt"] = time.perf_counter() - t0
         return result

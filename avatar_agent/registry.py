@@ -15,6 +15,7 @@ from .errors import ConfigError, MissingExtraError
 # role -> name -> (import path, pip extra or None when the core install suffices)
 PROVIDERS: dict[str, dict[str, tuple[str, str | None]]] = {
     "stt": {
+        "moonshine": ("avatar_agent.stt.moonshine:MoonshineSTT", "local"),
         "faster_whisper": ("avatar_agent.stt.faster_whisper:FasterWhisperSTT", "local"),
         "whisper": ("avatar_agent.stt.whisper:WhisperSTT", "whisper"),
         "openai": ("avatar_agent.stt.openai:OpenAISTT", None),
@@ -37,6 +38,7 @@ PROVIDERS: dict[str, dict[str, tuple[str, str | None]]] = {
 # third-party module name -> pip extra that provides it (for ImportError messages)
 _MODULE_EXTRAS = {
     "faster_whisper": "local",
+    "moonshine_voice": "local",
     "ctranslate2": "local",
     "piper": "local",
     "llama_cpp": "local",

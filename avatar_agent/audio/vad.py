@@ -115,6 +115,29 @@ class VadSegmenter:
         """True between a :class:`SpeechStart` and the end of that utterance."""
         return self._triggered
 
+    @property
+    def voiced_frames(self) -> int:
+        """Voiced frames in the current utterance (kept after it ends, until the next
+        onset): it changes exactly when new speech was heard."""
+        return self._speech_voiced
+
+    @property
+    def silent_frames(self) -> int:
+        """Frames of silence since the last voiced one in the current utterance."""
+        return self._silent_run if self._triggered else 0
+
+    @property
+    def speech_samples(self) -> int:
+        """Samples of the utterance in progress so far (pre-roll included; 0 outside one)."""
+        return len(self._speech) * self.frame_len if self._triggered else 0
+
+    def speech_audio(self, start: int = 0) -> np.ndarray:
+        """The utterance in progress from sample ``start`` on (for a streaming STT)."""
+        if not self._triggered or start >= self.speech_samples:
+            return np.zeros(0, np.float32)
+        first, skip = divmod(start, self.frame_len)
+        return np.concatenate(self._speech[first:])[skip:].astype(np.float32, copy=False)
+
     def loud(self, pcm: np.ndarray) -> bool:
         """Is ``pcm`` clearly above the tracked noise floor (speech-like energy)?"""
         floor = _FLOOR_MIN_DB if self._floor is None else self._floor
