@@ -308,7 +308,8 @@ class ServerConfig(_Section):
     token: str | None = Field(None, description="If set, the page must be opened with ?token=<this>.")
     echo: Literal["gate", "none"] = Field(
         "none", description="audio.echo for web sessions (browsers cancel their own echo).")
-    audio_timeout_s: float = Field(20.0, gt=0, description="End a session whose mic sends nothing this long.")
+    audio_timeout_s: float = Field(
+        10.0, gt=0, description="End a session whose mic sends nothing this long (never started, or stopped).")
     ice_servers: list[IceServerConfig] = Field(
         default_factory=list, description="STUN/TURN servers (none: host candidates, LAN only).")
 
@@ -334,7 +335,9 @@ class Config(_Section):
 def _mask(node: Any, key: str = "") -> Any:
     if isinstance(node, dict):
         return {k: _mask(v, k) for k, v in node.items()}
-    if isinstance(node, str) and any(s in key.lower() for s in ("secret", "password", "token")):
+    if isinstance(node, list):  # e.g. server.ice_servers: TURN credentials
+        return [_mask(v, key) for v in node]
+    if isinstance(node, str) and any(s in key.lower() for s in ("secret", "password", "token", "credential")):
         return "***"
     if key == "api_key_env" and isinstance(node, str):
         return f"{node} ({'set' if os.environ.get(node) else 'not set'})"

@@ -83,3 +83,16 @@ def test_cli_bad_port_and_busy_port_are_one_line() -> None:
         r = run("--port", str(port))
     assert r.returncode == 7, r.stderr
     assert r.stderr.strip().count("\n") == 0 and f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def test_config_show_masks_the_token_and_turn_credential() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "avatar_agent", "config", "show",
+                        "--set", "server.token=t0ken-value", "--set",
+                        'server.ice_servers=[{"urls": "turn:h:3478", "username": "u", "credential": "p4ss"}]'],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "t0ken-value" not in r.stdout and "p4ss" not in r.stdout
+    assert "max_sessions: 4" in r.stdout and "turn:h:3478" in r.stdout

@@ -33,7 +33,7 @@ const q = new URLSearchParams(location.search);
 const S = window.avatarStats = {
   state: "idle", session: null, error: null, turns: [], user: [], assistant: [],
   audioPackets: 0, audioEnergy: 0, audioSamples: 0, replyAudioAt: [], videoFrames: 0,
-  framesDecoded: 0, motionSpeaking: [], motionListening: [], latencyMs: [], ended: false,
+  framesDecoded: 0, avSkewMs: [], motionSpeaking: [], motionListening: [], latencyMs: [], ended: false,
 };
 const video = document.getElementById("avatar"), btn = document.getElementById("mic");
 const statusEl = document.getElementById("status"), logEl = document.getElementById("log");
@@ -63,7 +63,10 @@ function onEvent(m) {
 async function pollStats() {
   if (!pc) return;
   const stats = await pc.getStats();
+  let aPlay = null, vPlay = null;
   stats.forEach(r => {
+    if (r.type === "inbound-rtp" && r.estimatedPlayoutTimestamp)
+      r.kind === "audio" ? (aPlay = r.estimatedPlayoutTimestamp) : (vPlay = r.estimatedPlayoutTimestamp);
     if (r.type !== "inbound-rtp") return;
     if (r.kind === "audio") {
       S.audioPackets = r.packetsReceived || 0;
@@ -78,6 +81,10 @@ async function pollStats() {
       }
     } else if (r.kind === "video") S.framesDecoded = r.framesDecoded || 0;
   });
+  // A/V skew as played: the sender times (from its RTCP reports) of the audio and of
+  // the video being played out now; positive = video behind the audio
+  if (aPlay !== null && vPlay !== null && S.avSkewMs.length < 2000)
+    S.avSkewMs.push(Math.round(aPlay - vPlay));
 }
 
 // mouth motion: mean change of the lower face (box from the server) between frames

@@ -58,7 +58,8 @@ class RtcMic:
         self.block = sample_rate * block_ms // 1000
         self.dropped_blocks = 0
         self.received_s = 0.0
-        self.first_audio_t: float | None = None
+        self.first_audio_t: float | None = None  # monotonic time of the first frame received
+        self.last_audio_t: float | None = None   # ... and of the latest
         self._queue: asyncio.Queue[AudioBlock | None] = asyncio.Queue(queue_blocks)
         self._buf = np.zeros(0, np.float32)
         self._reader: asyncio.Task | None = None
@@ -110,6 +111,7 @@ class RtcMic:
                 now = time.monotonic()
                 if self.first_audio_t is None:
                     self.first_audio_t = now
+                self.last_audio_t = now
                 self.received_s += frame.samples / float(frame.sample_rate or 48000)
                 for out in resampler.resample(frame):
                     pcm = out.to_ndarray().mean(axis=0, dtype=np.float32)

@@ -12,16 +12,16 @@ single-thread workers, so each model serves one call at a time, in arrival order
 lip-sync *state* (mouth, counters, blink clock) is per session. A data channel
 ("events") carries status, transcript and per-turn latency to the page. A session ends
 when the peer goes away (tab closed, connection failed, "bye" on the channel), when no
-microphone audio arrives within ``server.audio_timeout_s``, or at shutdown; everything
+microphone audio arrives for ``server.audio_timeout_s``, or at shutdown; everything
 it made (tasks, the presenter thread, tracks, the peer connection) is closed then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hmac
-import itertools
 import json
 import logging
 import threading
@@ -30,6 +30,7 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+from aioice import ice as aioice_ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from ..config import Config
@@ -42,6 +43,12 @@ from .page import PAGE
 from .rtc import RtcMic, RtcSpeaker, RtcVideoTrack
 
 log = logging.getLogger(__name__)
+
+# aioice ends a connection after 6 consent checks in a row without an answer, each sent
+# once with a 0.5 s timeout: on a loaded machine (event loop or browser late by 0.5 s
+# at every check for 30 s) it dropped healthy sessions. Sessions whose peer is really
+# gone end sooner by the microphone watchdog (server.audio_timeout_s).
+aioice_ice.CONSENT_FAILURES = max(aioice_ice.CONSENT_FAILURES, 24)
 
 _MAX_SDP = 64 * 1024  # an offer is a few kB
 
@@ -75,10 +82,11 @@ class _SessionPipeline(Pipeline):
         self._lipsync = base._lipsync
         self._session = session
 
-    async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None) -> Transcript:
+    async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None,
+                   **kw: Any) -> Transcript:
         self._session.send({"type": "hearing",
                             "since_end_ms": round((time.monotonic() - utt.t_end) * 1000, 1)})
-        result = await super().hear(utt, metrics)
+        result = await super().hear(utt, metrics, **kw)
         if result.text:
             self._session.send({"type": "user", "text": result.text})
         return result
@@ -220,10 +228,19 @@ class Session:
         return [round(x1 / w, 4), round(y1 / h, 4), round(x2 / w, 4), round(y2 / h, 4)]
 
     async def _watch_audio(self, limit_s: float) -> None:
-        await asyncio.sleep(limit_s)
-        if self.mic.first_audio_t is None:
-            self.send({"type": "error", "text": f"no microphone audio within {limit_s:g} s"})
-            self.close(f"no microphone audio within {limit_s:g} s")
+        """End the session when the microphone sends nothing for ``limit_s``: never
+        started, or stopped (a browser that died sends no goodbye, and ICE would take
+        30 s to notice). A live browser sends a packet every 20 ms, silence included."""
+        while True:
+            await asyncio.sleep(min(1.0, limit_s))
+            last = self.mic.last_audio_t
+            if time.monotonic() - (last if last is not None else self.started) < limit_s:
+                continue
+            what = "no microphone audio" if last is None else "the microphone stopped"
+            text = f"{what} for {limit_s:g} s"
+            self.send({"type": "error", "text": text})
+            self.close(text)
+            return
 
     def close(self, reason: str) -> None:
         """End the session (idempotent, loop thread): the conversation stops, then cleanup."""
@@ -271,7 +288,9 @@ class AvatarServer:
         self.started = 0
         self.ended = 0
         self.refused = 0
-        self._ids = itertools.count(1)
+        self.lags: collections.deque[float] = collections.deque(maxlen=200)  # last 10 s
+        self.lag_max_ms = 0.0
+        self._lag_task: asyncio.Task | None = None
 
     # ---------------------------------------------------------------- bookkeeping
     def forget(self, session: Session) -> None:
@@ -295,8 +314,22 @@ class AvatarServer:
         app.router.add_get("/", self.page)
         app.router.add_post("/offer", self.offer)
         app.router.add_get("/api/status", self.status)
+        app.on_startup.append(self._start_lag_watch)
         app.on_shutdown.append(self._shutdown)
         return app
+
+    async def _start_lag_watch(self, app: web.Application) -> None:
+        self._lag_task = asyncio.create_task(self._watch_lag(), name="serve-loop-lag")
+
+    async def _watch_lag(self) -> None:
+        """Event-loop lag (ms late for a 50 ms sleep): the media and ICE consent checks
+        (0.5 s to answer) run on this loop, so lag is what an overloaded server shows first."""
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.05)
+            lag = (time.monotonic() - t - 0.05) * 1000
+            self.lags.append(lag)
+            self.lag_max_ms = max(self.lag_max_ms, lag)
 
     async def page(self, request: web.Request) -> web.Response:
         if not self._token_ok(request.query.get("token")):
@@ -310,6 +343,9 @@ class AvatarServer:
             "sessions": len(self.sessions), "max_sessions": self.cfg.server.max_sessions,
             "started": self.started, "ended": self.ended, "refused": self.refused,
             "threads": threading.active_count(),
+            "rss_mb": _rss_mb(),
+            "loop_lag_ms": {"last_10s_max": round(max(self.lags, default=0.0), 1),
+                            "max": round(self.lag_max_ms, 1)},
             "presenter_threads": sum(t.name == "avatar-presenter" for t in threading.enumerate()),
             # asyncio tasks besides aiohttp's connection handlers: a session leaves none
             "tasks": sorted(n for n in map(_task_name, asyncio.all_tasks())
@@ -387,6 +423,8 @@ class AvatarServer:
         return pc.localDescription
 
     async def _shutdown(self, app: web.Application) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         sessions = list(self.sessions.values())
         for s in sessions:
             s.send({"type": "error", "text": "the server is shutting down"})
@@ -394,6 +432,18 @@ class AvatarServer:
         if sessions:
             await asyncio.wait([asyncio.ensure_future(s.closed.wait()) for s in sessions],
                                timeout=5.0)
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process (Linux), for the status and the benchmarks."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _task_name(task: asyncio.Task) -> str:
