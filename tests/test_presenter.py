@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from avatar_agent.audio.playback import Scheduled
 from avatar_agent.render.window import Presenter
@@ -47,12 +48,13 @@ def _chunk(n_frames: int) -> FrameChunk:
 
 
 def _run(clock: FakeClock, chunk: FrameChunk, at: Scheduled, seconds: float):
-    shown: list[tuple[int, float]] = []
+    """Play ``chunk``; ``shown``: (frame index or IDLE, audio position, monotonic time) per frame."""
+    shown: list[tuple[int, float, float]] = []
     lock = threading.Lock()
 
     def on_frame(frame: np.ndarray, t: float) -> None:
         with lock:
-            shown.append((int(frame[0, 0, 0]), clock.position_of(at, t)))
+            shown.append((int(frame[0, 0, 0]), clock.position_of(at, t), t))
 
     p = Presenter(clock=clock, idle_fn=lambda t: np.full((8, 8, 3), IDLE, np.uint8), fps=FPS,
                   window=False)
@@ -70,21 +72,29 @@ def test_frames_follow_the_audio_clock_and_never_run_ahead():
     chunk = _chunk(40)  # 1.6 s
     at = Scheduled(start=int(0.5 * RATE), length=len(chunk.audio), rate=RATE)  # heard from 0.5 s
     p, show, shown = _run(clock, chunk, at, 5.0)
-    reply = [(k, pos) for k, pos in shown if k != IDLE]
-    idle_before = [pos for k, pos in shown if k == IDLE and pos < 0]
+    reply = [(k, pos) for k, pos, _ in shown if k != IDLE]
+    idle_before = [pos for k, pos, _ in shown if k == IDLE and pos < 0]
     assert len(idle_before) >= 8, "idle face not shown while the reply audio was not heard yet"
     ks = [k for k, _ in reply]
     assert ks == sorted(ks) and len(set(ks)) == len(ks)
-    seq = [k for k, _ in shown]
+    seq = [k for k, _, _ in shown]
     first, last = seq.index(ks[0]), len(seq) - 1 - seq[::-1].index(ks[-1])
     assert IDLE not in seq[first:last + 1], "idle face flashed between reply frames"
     for k, pos in reply:
         assert pos >= k / FPS - 1e-6, f"frame {k} shown {k / FPS - pos:.3f} s ahead of its audio"
-    # generous: on a loaded 2-core machine a frame may be late, but not by seconds
-    assert np.median([pos - k / FPS for k, pos in reply]) < 0.02
+    # a frame goes up while its own 40 ms slot is heard (past it, the next frame replaces
+    # it), so it is < 40 ms late however loaded the machine; a presenter one slot behind
+    # the clock is >= 40 ms late (the median: a single show call may itself be slow)
+    assert np.median([pos - k / FPS for k, pos in reply]) < 1.0 / FPS
     assert show.shown + show.dropped == chunk.frames.shape[0]
     assert show.shown >= 30
-    assert show.first_shown_t is not None and show.start_offset_ms is not None
+    # the A/V offsets the presenter reports (what talk logs) are the true ones: the
+    # audio position when each frame went up minus the frame's own time
+    true_ms = [(pos - k / FPS) * 1000 for k, pos in reply]
+    assert show.offsets_ms == pytest.approx(true_ms, abs=1e-6)
+    first_k, first_pos, first_t = next(f for f in shown if f[0] != IDLE)
+    assert show.first_shown_t == first_t
+    assert show.start_offset_ms == pytest.approx((first_pos - first_k / FPS) * 1000, abs=1e-6)
 
 
 def test_late_frames_are_dropped_not_replayed():
@@ -92,7 +102,7 @@ def test_late_frames_are_dropped_not_replayed():
     chunk = _chunk(40)
     at = Scheduled(start=0, length=len(chunk.audio), rate=RATE)
     p, show, shown = _run(clock, chunk, at, 5.0)
-    ks = [k for k, _ in shown if k != IDLE]
+    ks = [k for k, _, _ in shown if k != IDLE]
     assert show.dropped >= 6, show.dropped  # ~0.4 s * 25 fps skipped after the jump
     assert p.frames_dropped == show.dropped
     assert ks == sorted(ks)
