@@ -31,4 +31,3 @@ async def test_cancel_wins_over_a_block_arriving_in_the_same_step(steps):
         done, _ = await asyncio.wait([task], timeout=1.0)
         assert task in done, "the listener ignored its cancellation"
         assert task.cancelled()
-    assert len(got) <= 20

@@ -56,6 +56,12 @@ def test_resamples_other_rates(speak):
     pcm22 = speak("Hello there.", sr=22050)
     s = pb.enqueue(pcm22, 22050)
     assert s.rate == RATE and abs(s.length - len(pcm22) * RATE / 22050) <= 1
+    # the device gets the same speech at its own rate (not 22 kHz samples played at 16 kHz)
+    out = _pull(pb, s.length // BLOCK + 2)
+    want = speak("Hello there.", sr=RATE)
+    assert s.length == len(want)
+    np.testing.assert_allclose(out[:s.length], want, atol=1e-6)
+    assert not out[s.length:].any()
 
 
 def test_flush_stops_within_one_block_and_reports_heard(speak):
