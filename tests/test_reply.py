@@ -54,7 +54,13 @@ def test_transcript_and_reply(turn):
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert records[-1]["user"] == result.transcript.text
     assert records[-1]["assistant"] == result.reply_text
-    assert records[-1]["metrics"]["first_frame_s"] > 0
+    # the turn's timings, all from the end of the question, in the order the stages run
+    m = records[-1]["metrics"]
+    order = ["stt_s", "first_token_s", "first_sentence_s", "first_audio_s", "first_frame_s",
+             "total_s"]
+    assert 0 < m["stt_s"], m
+    assert [m[k] for k in order] == sorted(m[k] for k in order), m
+    assert {k: m[k] for k in order} == {k: round(getattr(result.metrics, k), 4) for k in order}
 
 
 def test_mp4_streams_have_equal_duration(turn):
