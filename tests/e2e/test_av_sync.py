@@ -88,7 +88,9 @@ def test_window_follows_the_speaker_over_a_long_reply(avdevices, tmp_path):
     print(f"A/V offset over {seconds:.0f} s: median {np.median(offsets):.1f} ms, "
           f"p95 {np.percentile(np.abs(offsets), 95):.1f} ms, max {np.abs(offsets).max():.1f} ms, "
           f"dropped {dropped}/{n_frames}, underflows {pb.underflows}")
-    # generous bounds (a shared 2-core CI box); the benchmark records the precise figures
+    # README / benchmarks/RESULTS.md: A/V within +-20 ms (measured median 1.7-2.7 ms, p95
+    # 3.1-11.7 ms, max 14.8-15.8 ms). Bounds: the median inside the stated +-20 ms, p95 at
+    # 2x it, so a shared 2-core box passes and a frame late by a whole 40 ms slot fails
     assert np.median(np.abs(offsets)) < 20
     assert np.percentile(np.abs(offsets), 95) < 40
     assert dropped <= 0.05 * n_frames
