@@ -295,6 +295,14 @@ class TranscriptConfig(_Section):
     path: Path = Path("out/transcript.jsonl")
 
 
+class OutputConfig(_Section):
+    crf: int = Field(17, ge=0, le=51, description="mp4 (H.264) quality: lower is better and larger; 17 = visually lossless.")
+    preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                    "veryslow"] = Field("medium", description="x264 speed/size trade-off.")
+    pix_fmt: Literal["yuvj420p", "yuv420p", "yuv444p"] = Field(
+        "yuvj420p", description="yuvj420p full-range 4:2:0 (plays everywhere), yuv444p sharper colour, fewer players.")
+
+
 class IceServerConfig(_Section):
     urls: str | list[str] = Field(..., description="stun:host:port or turn:host:port?transport=udp")
     username: str | None = None
@@ -324,6 +332,7 @@ class Config(_Section):
     audio: AudioConfig = AudioConfig()
     window: WindowConfig = WindowConfig()
     transcript: TranscriptConfig = TranscriptConfig()
+    output: OutputConfig = OutputConfig()
     server: ServerConfig = ServerConfig()
 
     def masked(self) -> dict[str, Any]:

@@ -57,6 +57,11 @@ def builtin_portrait() -> np.ndarray:
     return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
+def _quality(cfg: Config) -> dict:
+    """The mp4 encoder settings of ``output.*``."""
+    return {"crf": cfg.output.crf, "preset": cfg.output.preset, "pix_fmt": cfg.output.pix_fmt}
+
+
 def _check_output(path: Path) -> None:
     if path.suffix.lower() != ".mp4":
         raise InputError(f"output {path} must end in .mp4", hint="e.g. --output out/reply.mp4")
@@ -122,7 +127,7 @@ async def reply_async(cfg: Config, question: Path, output: Path, *, show: bool =
     setup_s = time.perf_counter() - t0
     utt = Utterance(pcm=pcm, sample_rate=PIPELINE_RATE)
     result, chunks = await pipe.turn(utt, state)
-    with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate()) as writer:
+    with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate(), **_quality(cfg)) as writer:
         await _write(chunks, writer, show, pipe, state)
     result.metrics.stages = {**{f"load_{k}": v for k, v in load_s.items()},
                              "setup": setup_s, **result.metrics.stages}
@@ -157,7 +162,7 @@ async def say_async(cfg: Config, text: str, output: Path) -> TurnResult:
     pipe = Pipeline(cfg=cfg, stt=None, llm=None, tts=tts, engine=engine)  # type: ignore[arg-type]
     state = await pipe.prepare_avatar(image)
     t0 = time.perf_counter()
-    with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate()) as writer:
+    with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate(), **_quality(cfg)) as writer:
         await _write(pipe.say(text, state), writer, False, pipe, state)
         if writer.frames_written == 0:  # the voice read nothing it could speak
             raise InputError(f"the voice produced no speech for {text.strip()[:40]!r}",
@@ -180,7 +185,7 @@ def render_file(cfg: Config, audio: Path, output: Path) -> Path:
     image = load_avatar_image(cfg)
     engine = registry.create("lipsync", cfg.lipsync.engine, cfg=cfg, store=ModelStore())
     state = engine.prepare(image)
-    with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=PIPELINE_RATE) as writer:
+    with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=PIPELINE_RATE, **_quality(cfg)) as writer:
         step = PIPELINE_RATE * 2  # 2 s pieces: bounded memory, seamless through the state
         for start in range(0, len(pcm), step):
             writer.add_chunk(engine.render_chunk(state, pcm[start:start + step], PIPELINE_RATE))

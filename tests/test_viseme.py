@@ -82,8 +82,9 @@ def test_aperture_follows_the_speech_envelope(talk):
         e = env[max(-lag, 0):len(env) + min(-lag, 0)]
         rs[lag] = float(np.corrcoef(a, e)[0, 1])
     best = max(rs, key=rs.get)
-    assert rs[best] >= 0.6, rs
-    assert abs(best) <= 1, rs
+    # on time: the mouth follows the sound at lag 0 (look-ahead; was +1 frame, r 0.56-0.59
+    # at lag 0), on either portrait
+    assert best == 0 and rs[0] >= 0.65, rs
 
 
 def test_silent_frames_are_at_the_photos_closed_level(talk):
@@ -147,18 +148,33 @@ def test_colours_stay_bgr(talk):
     assert np.abs(after - before).max() < 30
 
 
+def _differing_frames(a: np.ndarray, b: np.ndarray) -> set[int]:
+    return set(np.nonzero(np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=(1, 2, 3)) > 2)[0].tolist())
+
+
 def test_streaming_equals_one_shot(store, speak, hopper_bgr):
-    """Any chunking (sentences, or cuts inside words) gives exactly the one-shot frames."""
+    """Streaming in chunks gives the one-shot frames, except that the last frame or two of
+    a chunk look ahead (``LOOKAHEAD_S``) past the audio known so far: they are drawn as if
+    the level went on (provisional), and the next chunk continues from the one-shot state,
+    so no other frame, and never the frame count, depends on the chunking. At the TTS's
+    cuts (sentences, ending in a pause) a frame differs only where the next sentence starts
+    speaking within the look-ahead (here: one, where Piper's second sentence has no
+    leading silence); cuts inside words change at most the two frames before each cut."""
     pause = np.zeros(SR // 3, np.float32)
-    pcm = np.concatenate([speak(SENTENCES[0]), pause, speak(SENTENCES[1]), pause])
+    sentences = [speak(SENTENCES[0]), pause, speak(SENTENCES[1]), pause]
+    pcm = np.concatenate(sentences)
     whole_engine = VisemeEngine(cfg=_cfg(), store=store)
     whole = whole_engine.render(whole_engine.prepare(hopper_bgr), pcm, SR)
-    engine = VisemeEngine(cfg=_cfg(), store=store)
-    state = engine.prepare(hopper_bgr)
-    cuts = np.sort(np.random.default_rng(3).integers(1, len(pcm) - 1, 12))
-    streamed = np.concatenate([engine.render(state, p, SR) for p in np.split(pcm, cuts)])
-    assert len(streamed) == len(whole) == round(len(pcm) * FPS / SR)
-    assert np.abs(streamed.astype(np.int16) - whole.astype(np.int16)).max() <= 2
+    for chunks, most in ((sentences, 1), (np.split(pcm, np.sort(np.random.default_rng(3).integers(
+            1, len(pcm) - 1, 12))), 24)):
+        engine = VisemeEngine(cfg=_cfg(), store=store)
+        state = engine.prepare(hopper_bgr)
+        streamed = np.concatenate([engine.render(state, p, SR) for p in chunks])
+        assert len(streamed) == len(whole) == round(len(pcm) * FPS / SR)
+        ends = np.cumsum([len(c) for c in chunks])[:-1]
+        last_of_chunk = {int(round(e * FPS / SR)) - j for e in ends for j in (1, 2)}
+        differ = _differing_frames(streamed, whole)
+        assert differ <= last_of_chunk and len(differ) <= most, (sorted(differ), sorted(last_of_chunk))
 
 
 def test_other_sample_rates_keep_the_frame_count(store, speak, hopper_bgr):
@@ -212,7 +228,7 @@ def test_real_phoneme_timings_keep_the_sync(store, hopper_bgr):
     rs = {lag: float(np.corrcoef(aperture[max(lag, 0):len(aperture) + min(lag, 0)],
                                  env[max(-lag, 0):len(env) + min(-lag, 0)])[0, 1]) for lag in range(-3, 4)}
     best = max(rs, key=rs.get)
-    assert rs[best] >= 0.6 and abs(best) <= 1, rs
+    assert best == 0 and rs[0] >= 0.6, rs
     assert np.abs(np.diff(aperture)).max() <= MAX_JUMP
 
 

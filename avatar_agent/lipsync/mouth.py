@@ -34,7 +34,11 @@ SILENT_CLOSE = 0.08
 MAX_RATE = 7.0
 _WIDEN_S = 0.010
 # lips shape a sound ahead of hearing it (coarticulation); timings are known per chunk
-PHONEME_LEAD_S = 0.04  # measured: r 0.70 -> 0.73 against the envelope with Piper's timings
+PHONEME_LEAD_S = 0.06  # measured with the look-ahead below (noise-free Piper, both portraits)
+# frame k's loudness window is centred LOOKAHEAD_S after its instant: the smoother and the
+# slew limits make the mouth trail its target by about that much (measured: best lag +1
+# frame, r at lag 0 0.56-0.66 without it; lag 0, r 0.72-0.85 with it, Piper and espeak-ng)
+LOOKAHEAD_S = 0.05
 # How open the mouth looks (to the face mesh, and to people) against the warp's openness,
 # normalised: a narrow slit reads as nearly closed, the lips read as parted from ~0.3 on
 # (measured on Grace Hopper's closed-lips portrait: inner-lip gap / inter-ocular distance).
@@ -71,7 +75,16 @@ class MouthParams:
 
 @dataclass
 class MouthTracker:
-    """Streaming state: audio tail, counters and the smoother's current values."""
+    """Streaming state: audio tail, counters and the smoother's committed values.
+
+    Frame k's target looks ``LOOKAHEAD_S`` into the audio. A frame whose look-ahead
+    reaches past the audio received so far (the last one or two of a chunk) is drawn
+    *provisionally*, as if silence followed; the smoother's state is committed only up to
+    the last frame whose audio was complete, and the next chunk re-runs the smoother from
+    there. So every frame whose look-ahead lay inside the known audio equals one-shot
+    rendering exactly, and a chunk that ends in a pause (as a TTS sentence does) changes
+    nothing at all.
+    """
 
     fps: float
     gain: float = 1.0
@@ -82,52 +95,87 @@ class MouthTracker:
     frames: int = 0
     sample_rate: int = 0
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    tail_start: int = 0  # absolute sample index of tail[0]
+    sounds: list = field(default_factory=list)  # speech sounds, absolute times (s)
+    committed: int = 0  # frames < committed used complete audio; state below is after them
     value: float = 0.0
     rounding: float = 0.0
     velocity: float = 0.0  # last per-frame change of the visible opening
 
     def reset(self) -> None:
         """Forget everything (interrupted turn): the mouth closes immediately."""
-        self.samples = self.frames = 0
+        self.samples = self.frames = self.committed = self.tail_start = 0
         self.tail = np.zeros(0, np.float32)
+        self.sounds = []
         self.value = self.rounding = self.velocity = 0.0
+
+    def _window(self, k: int, sample_rate: int) -> tuple[int, int]:
+        lead = LOOKAHEAD_S * sample_rate
+        a = int((k - 0.5) * sample_rate / self.fps + lead) - int(_WIDEN_S * sample_rate)
+        b = int((k + 0.5) * sample_rate / self.fps + lead)
+        return a, b
 
     def step(self, pcm: np.ndarray, sample_rate: int,
              phonemes: tuple[PhonemeTiming, ...] | None = None) -> MouthParams:
         """Mouth parameters for the frames this chunk completes (no drift across chunks)."""
         if self.sample_rate and sample_rate != self.sample_rate:
-            # a new voice/rate: convert counters so frame timing stays continuous
+            # a new voice/rate: convert counters so frame timing stays continuous; the
+            # frames drawn so far stay as they are
             self.samples = int(round(self.samples * sample_rate / self.sample_rate))
-            self.tail = np.zeros(0, np.float32)
+            self.tail, self.tail_start = np.zeros(0, np.float32), self.samples
+            self.committed = self.frames
         self.sample_rate = sample_rate
-        start_sample = self.samples
+        start_s = self.samples / sample_rate
         self.samples += len(pcm)
-        n_frames = int(round(self.samples * self.fps / sample_rate)) - self.frames
+        end = int(round(self.samples * self.fps / sample_rate))  # frames due after this chunk
+        if phonemes:
+            self.sounds.extend(PhonemeTiming(p.phoneme, p.start + start_s, p.end + start_s)
+                               for p in clean_phonemes(phonemes))
         audio = np.concatenate([self.tail, np.asarray(pcm, np.float32)])
-        offset = start_sample - len(self.tail)  # absolute index of audio[0]
-        widen = int(_WIDEN_S * sample_rate)
-        targets = np.zeros(n_frames, np.float32)
-        rounds = np.zeros(n_frames, np.float32)
-        snap = np.zeros(n_frames, bool)
-        speech_sounds = clean_phonemes(phonemes) if phonemes else ()
-        for i in range(n_frames):
-            k = self.frames + i
-            a = int((k - 0.5) * sample_rate / self.fps) - widen - offset
-            b = int((k + 0.5) * sample_rate / self.fps) - offset
-            seg = audio[max(a, 0):max(min(b, len(audio)), 0)]
-            level = 20 * np.log10(max(float(np.sqrt(np.mean(seg.astype(np.float64) ** 2))) if len(seg) else 0.0, 1e-6))
+        first = self.committed  # re-run the smoother from the last committed frame
+        n = end - first
+        targets = np.zeros(n, np.float32)
+        rounds = np.zeros(n, np.float32)
+        snap = np.zeros(n, bool)
+        final = first
+        hop = int(sample_rate / self.fps)
+        recent = audio[max(len(audio) - hop, 0):].astype(np.float64)
+        last_power = float(np.mean(recent ** 2)) if len(recent) else 0.0
+        for i in range(n):
+            k = first + i
+            a, b = self._window(k, sample_rate)
+            if b <= self.samples:
+                final = k + 1
+            # audio before the start counts as silence; audio not yet arrived (a provisional
+            # frame) as the last known frame's level going on
+            seg = audio[max(a - self.tail_start, 0):max(min(b, self.samples) - self.tail_start, 0)]
+            energy = float(np.sum(seg.astype(np.float64) ** 2))
+            if b > self.samples:
+                energy += (b - max(a, self.samples)) * last_power
+            energy /= max(b - a, 1)
+            level = 10 * np.log10(max(energy, 1e-12))
             targets[i] = np.clip((level - FLOOR_DB) / (TOP_DB - FLOOR_DB), 0.0, 1.0)
-            if phonemes:
-                t_mid = k / self.fps - start_sample / sample_rate + PHONEME_LEAD_S
+            if self.sounds:
+                t_mid = k / self.fps + PHONEME_LEAD_S
                 open_before = targets[i]
-                targets[i], rounds[i] = _shape(targets[i], t_mid, speech_sounds)
+                targets[i], rounds[i] = _shape(targets[i], t_mid, self.sounds)
                 snap[i] = targets[i] < 0.5 * open_before  # a lip closure (m, b, p): close fast
-        keep = int(0.1 * sample_rate)
-        self.tail = audio[-keep:].copy()
-        self.frames += n_frames
-        return MouthParams(self._smooth(targets * self.gain, snap), self._smooth_round(rounds))
+        opens = self._smooth(targets * self.gain, snap, final - first)
+        rnds = self._smooth_round(rounds, final - first)
+        skip = self.frames - first  # frames already shown (provisionally) last time
+        self.committed = final
+        # keep the audio the next re-run can need: from the first uncommitted window on
+        keep_from = min(self._window(final, sample_rate)[0], self.samples)
+        keep_from = max(keep_from, self.tail_start)
+        self.tail = audio[keep_from - self.tail_start:].copy()
+        self.tail_start = keep_from
+        horizon = final / self.fps - 1.0
+        self.sounds = [p for p in self.sounds if p.end >= horizon]
+        self.frames = end
+        return MouthParams(opens[skip:], rnds[skip:])
 
-    def _smooth(self, targets: np.ndarray, snap: np.ndarray) -> np.ndarray:
+    def _smooth(self, targets: np.ndarray, snap: np.ndarray, commit: int) -> np.ndarray:
+        """Smooth from the committed state; the state after ``commit`` frames is kept."""
         dt = 1.0 / self.fps
         up = 1.0 - np.exp(-dt / max(self.attack_s, 1e-4))
         down = 1.0 - np.exp(-dt / max(self.release_s, 1e-4))
@@ -137,6 +185,8 @@ class MouthTracker:
         rise, fall = SLEW_OPEN * 25.0 / self.fps, SLEW_CLOSE * 25.0 / self.fps
         accel = MAX_ACCEL * (25.0 / self.fps) ** 2
         for i, target in enumerate(np.minimum(targets, self.max_open)):
+            if i == commit:
+                self.value, self.velocity = v, vel
             # true silence (below the floor) closes twice as fast as a dip between syllables
             rate = up if target > v or snap[i] else hush if target <= 0.0 else down
             want = v + (target - v) * rate
@@ -154,16 +204,20 @@ class MouthTracker:
                 v = 0.0
             vel = float(np.interp(v, _OPENNESS, _VISIBLE)) - seen
             out[i] = v
-        self.value, self.velocity = v, vel
+        if commit >= len(targets):
+            self.value, self.velocity = v, vel
         return out
 
-    def _smooth_round(self, targets: np.ndarray) -> np.ndarray:
+    def _smooth_round(self, targets: np.ndarray, commit: int) -> np.ndarray:
         out = np.empty_like(targets)
         r = self.rounding
         for i, target in enumerate(targets):
+            if i == commit:
+                self.rounding = r
             r += (target - r) * 0.5
             out[i] = r
-        self.rounding = r
+        if commit >= len(targets):
+            self.rounding = r
         return out
 
 
