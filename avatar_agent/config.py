@@ -133,6 +133,7 @@ class LlamaCppConfig(_Section):
     n_threads: int = Field(0, ge=0, description="0 = all cores.")
     chat_format: str | None = Field(None, description="None = the template stored in the GGUF.")
     seed: int = 0
+    repeat_penalty: float = Field(1.1, ge=1.0, le=2.0, description="llama.cpp repetition penalty (1 = off).")
     repack: bool = Field(
         False, description="llama.cpp extra weight buffers (repack/AMX); off: AMX crashes in 0.3.x."
     )
@@ -157,6 +158,13 @@ class LLMConfig(_Section):
     max_tokens: int = Field(96, ge=1)
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     history_turns: int = Field(6, ge=0, description="User/assistant pairs kept in context.")
+    max_spoken_words: int = Field(
+        60, ge=0, description="End the reply at the first sentence end after this many words (0 = no cap)."
+    )
+    loop_ngram: int = Field(4, ge=0, description="Stop a reply that repeats a run of this many words (0 = off).")
+    copy_ngram: int = Field(
+        6, ge=0, description="A reply repeating this many words of a recent answer is cut or asked again (0 = off)."
+    )
     llama_cpp: LlamaCppConfig = LlamaCppConfig()
     openai: OpenAILLMConfig = OpenAILLMConfig()
 

@@ -11,6 +11,7 @@ provider's single-worker executor (see ``workers.py``). Cancelling the consumer 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Hashable
@@ -23,13 +24,13 @@ from . import registry
 from .audio.io import rms_db
 from .config import Config
 from .lipsync.base import LipSyncEngine
-from .llm.base import LLM, ChatHistory
+from .llm.base import LLM, ChatHistory, RambleGuard
 from .llm.splitter import split_sentences, split_text
 from .models import ModelStore
 from .stt.base import STT, STTStream
 from .transcript import TranscriptLog
 from .tts.base import TTS
-from .types import FrameChunk, Sentence, SpeechChunk, Transcript, TurnMetrics, Utterance
+from .types import FrameChunk, Sentence, SpeechChunk, TextDelta, Transcript, TurnMetrics, Utterance
 from .workers import Worker
 
 log = logging.getLogger(__name__)
@@ -173,11 +174,32 @@ class Pipeline:
 
         async def think() -> None:
             async def deltas():
-                async for delta in self.llm.stream(messages, max_tokens=self.cfg.llm.max_tokens,
-                                                   temperature=self.cfg.llm.temperature):
-                    if metrics.first_token_s is None:
-                        metrics.first_token_s = time.perf_counter() - t0
-                    yield delta
+                # a looping, copying or endless reply is cut (RambleGuard); a reply that
+                # starts as a copy of an earlier answer is asked again without the history
+                c = self.cfg.llm
+                fresh = [messages[0], messages[-1]]
+                for attempt in (messages, fresh):
+                    guard = RambleGuard(loop_ngram=c.loop_ngram, copy_ngram=c.copy_ngram,
+                                        max_words=c.max_spoken_words,
+                                        previous=self.history.answers()[-2:])
+                    said = False
+                    async with contextlib.aclosing(self.llm.stream(
+                            attempt, max_tokens=c.max_tokens, temperature=c.temperature)) as stream:
+                        async for delta in stream:
+                            if metrics.first_token_s is None:
+                                metrics.first_token_s = time.perf_counter() - t0
+                            if text := guard.push(delta.text):
+                                said = True
+                                yield TextDelta(text)
+                            if guard.done:
+                                break
+                    if text := guard.flush():
+                        said = True
+                        yield TextDelta(text)
+                    if guard.stopped:
+                        log.info("reply cut: %s", guard.stopped)
+                    if guard.stopped != "copy" or said or attempt is fresh:
+                        return
 
             async for sentence in split_sentences(deltas()):
                 if metrics.first_sentence_s is None:

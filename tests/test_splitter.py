@@ -26,8 +26,10 @@ CASES = [
      ["Dr. Smith met Mrs. Jones at St. Mary's.", "They talked."]),
     ("decimals-thousands", "Pi is 3.14159 and it costs $1,250.50 today. Nice.",
      ["Pi is 3.14159 and it costs $1,250.50 today.", "Nice."]),
-    ("e.g.-i.e.", "Eat fruit e.g. apples or pears i.e. the sweet kind. Done.",
-     ["Eat fruit e.g. apples or pears i.e. the sweet kind.", "Done."]),
+    ("e.g.-i.e.", "Eat fruit e.g. apples or pears i.e. the sweet kind. Done.",  # 10 words: capped
+     ["Eat fruit e.g. apples or pears", "i.e. the sweet kind.", "Done."]),
+    ("e.g.-i.e.-later", "Fine. Eat fruit e.g. apples or pears i.e. the sweet kind. Done.",
+     ["Fine.", "Eat fruit e.g. apples or pears i.e. the sweet kind.", "Done."]),
     ("etc-before-capital", "We need milk, eggs etc. The shop is open.",
      ["We need milk, eggs etc.", "The shop is open."]),
     ("time-abbrev", "Meet me at 5 p.m. tomorrow. See you.", ["Meet me at 5 p.m. tomorrow.", "See you."]),
@@ -92,6 +94,35 @@ def test_first_sentence_is_emitted_before_the_stream_ends():
     # the first clause goes out as soon as the space after the comma arrives
     assert out_at == {"The capital of France is Paris,": 7, "a city of light.": 12}
     assert rest == ["It is lovely."]
+
+
+def test_a_long_first_sentence_is_cut_after_a_few_words():
+    # no comma and no sentence end in sight: the first TTS call gets ~8 words, not 16
+    sp = SentenceSplitter()
+    tokens = ("The moon is about three hundred and eighty four thousand kilometres away "
+              "from the earth on average. It moves.").split(" ")
+    out_at = {}
+    for k, tok in enumerate(tokens):
+        for s in sp.push(tok if k == 0 else " " + tok):
+            out_at[s.text] = k
+    rest = [s.text for s in sp.flush()]
+    # cut after "eighty" (word 8, a content word) as soon as word 9 begins
+    assert out_at == {"The moon is about three hundred and eighty": 8,
+                      "four thousand kilometres away from the earth on average.": 17}
+    assert rest == ["It moves."]
+
+
+def test_the_length_cut_backs_off_over_function_words():
+    assert split_text("Well I think the answer to all of the questions is yes.") == [
+        "Well I think the answer to all", "of the questions is yes."]  # not "... all of"
+    # no content word among words 4-8: cut at word 8 anyway
+    assert split_text("It is in the of a to and the end.")[0] == "It is in the of a to and"
+
+
+def test_the_length_cut_can_be_turned_off():
+    text = "The moon is about three hundred and eighty four thousand kilometres away."
+    assert split_text(text, first_max_words=0) == [text]
+    assert split_text(text, first_clause_words=0) == [text]  # first-chunk rules off
 
 
 def test_period_waits_for_one_more_character_only():

@@ -115,7 +115,7 @@ class LlamaCppLLM(LLM):
         self.tokens_generated = 0
         stream = self._llama.create_chat_completion(  # type: ignore[union-attr]
             messages=messages, max_tokens=max_tokens, temperature=temperature, stream=True,
-            seed=self._cfg.seed,
+            seed=self._cfg.seed, repeat_penalty=self._cfg.repeat_penalty,
         )
         try:
             for chunk in stream:

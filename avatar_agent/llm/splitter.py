@@ -5,8 +5,10 @@ boundary with the least look-ahead it can: ``!`` and ``?`` end a sentence as soo
 whitespace follows; ``.`` waits for the next visible character (a lowercase letter after
 it means an abbreviation we do not know: never split mid-sentence, a merged sentence
 only costs latency, a wrong split is an audible pause). The *first* chunk of a reply
-is cut at its first clause (``,`` ``;`` ``:`` or a dash after a few words) so speech
-starts while the LLM is still writing.
+is cut at its first clause (``,`` ``;`` ``:`` or a dash after a few words), or after at
+most ``first_max_words`` words when no clause or sentence ends sooner (backing off over
+"the", "of", ... so the cut falls after a content word), so speech starts while the LLM
+is still writing and the first TTS call is short.
 
 Handled: abbreviations (``Dr.``, ``e.g.``, ``U.S.``, initials), decimals and thousands
 (``3.14``, ``1,000``), numbered-list markers, ellipses (``...``/``…`` split only before a
@@ -37,6 +39,11 @@ _EMOJI = re.compile(
     "\U0000FE00-\U0000FE0F\U0000200D\U000E0020-\U000E007F\U00002190-\U000021FF\U00003030"
     "\U0000303D\U00003297\U00003299]"
 )
+# a first chunk cut by length never ends on these (the cut moves back over them)
+_WEAK = {"a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "from", "with", "and",
+         "or", "but", "is", "are", "was", "were", "be", "it", "its", "my", "your", "our",
+         "their", "this", "that", "these", "those", "as", "if", "than", "so", "not", "i",
+         "you", "we", "they", "he", "she", "e.g.", "i.e.", "very", "most", "more", "about"}
 _DOTTED = re.compile(r"^(?:[A-Za-z]\.)+[A-Za-z]$")  # U.S, a.m (the last dot is the candidate)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
 _LINE_MARK = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-+•]\s+|\d{1,3}[.)]\s+)+")
@@ -65,12 +72,15 @@ class SentenceSplitter:
     """Sync core: :meth:`push` text pieces, get finished sentences; :meth:`flush` at the end.
 
     ``first_clause_words``: the first sentence is cut at a clause mark once it has this
-    many words (0 disables). ``max_chars``: a run with no boundary is cut at the last
+    many words (0 disables). ``first_max_words``: ... and after at most this many words
+    when neither a clause mark nor a sentence end came sooner (0 disables). ``max_chars``: a run with no boundary is cut at the last
     comma or space before this many characters, so one long sentence cannot stall TTS.
     """
 
-    def __init__(self, *, first_clause_words: int = 4, max_chars: int = 240) -> None:
+    def __init__(self, *, first_clause_words: int = 4, max_chars: int = 240,
+                 first_max_words: int = 8) -> None:
         self.first_clause_words = first_clause_words
+        self.first_max_words = first_max_words
         self.max_chars = max_chars
         self._buf = ""
         self._index = 0
@@ -126,8 +136,11 @@ class SentenceSplitter:
             nl = buf.find("\n")
             return nl + 1 if nl >= 0 else None  # code lines end only at a newline
         clause = self._index == 0 and self.first_clause_words > 0
+        cap = self._word_cap(buf) if clause and self.first_max_words > 0 else None
         i = 0
         while i < n:
+            if cap is not None and i >= cap:
+                return cap  # the first chunk is long enough: say it now
             ch = buf[i]
             if ch == "\n":
                 if buf[:i].strip():
@@ -189,6 +202,20 @@ class SentenceSplitter:
             return False  # "1. First item": a list marker, not a sentence
         return not nxt.islower()
 
+    def _word_cap(self, buf: str) -> int | None:
+        """End of the first chunk by length: after word ``first_max_words`` (or the last
+        content word before it), once the word after it has begun; None before that."""
+        spans = [m.span() for m in re.finditer(r"\S+", buf)]
+        if len(spans) <= self.first_max_words or "```" in buf[: spans[self.first_max_words][0]]:
+            return None
+        low = max(1, self.first_clause_words)
+        for k in range(self.first_max_words, low - 1, -1):
+            word = buf[spans[k - 1][0]:spans[k - 1][1]]
+            bare = word.strip("\"'()[]{}“”‘’«»*_`").lower()
+            if bare and bare not in _WEAK and any(c.isalnum() for c in bare):
+                return spans[k - 1][1]
+        return spans[self.first_max_words - 1][1]
+
     def _forced_cut(self, buf: str) -> int:
         window = buf[: self.max_chars]
         for mark in (", ", "; ", " "):
@@ -211,9 +238,10 @@ def split_chunks(chunks: Iterable[str], **kwargs: int) -> list[str]:
 
 
 async def split_sentences(deltas: AsyncIterator[TextDelta], *, first_clause_words: int = 4,
-                          max_chars: int = 240) -> AsyncIterator[Sentence]:
+                          max_chars: int = 240, first_max_words: int = 8) -> AsyncIterator[Sentence]:
     """Async adapter: LLM text deltas in, :class:`Sentence` (indexed from 0) out, in order."""
-    sp = SentenceSplitter(first_clause_words=first_clause_words, max_chars=max_chars)
+    sp = SentenceSplitter(first_clause_words=first_clause_words, max_chars=max_chars,
+                          first_max_words=first_max_words)
     async for delta in deltas:
         for sentence in sp.push(delta.text):
             yield sentence

@@ -96,9 +96,12 @@ class STTStream:
     def prefetch(self, key: Hashable) -> None:
         """Start transcribing everything fed so far; :meth:`result` with the same ``key``
         reuses it. The caller picks a key that changes whenever new speech was fed (the
-        VAD's voiced-frame count), so trailing silence does not invalidate the work."""
+        VAD's voiced-frame count), so trailing silence does not invalidate the work.
+        While an earlier prefetch still runs, this one is skipped."""
         if self._closed or (self._prefetch is not None and self._prefetch[0] == key):
             return
+        if self._prefetch is not None and not self._prefetch[1].done():
+            return  # one at a time: decodes must not queue up; result() decodes afresh
         task = asyncio.ensure_future(self._timed())
         task.add_done_callback(_retrieve)
         self._prefetch = (key, task)

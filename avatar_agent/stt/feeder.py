@@ -9,9 +9,11 @@ the turn commits (``SpeechPause`` 200 ms into the pause, or the final ``Utteranc
 :meth:`SpeechFeeder.take` hands over the stream and that key: if no speech came after
 the prefetch, the transcript is already decoded (or nearly) when the turn asks for it.
 
-With a provider that cannot stream, the stream buffers and the prefetch is a one-shot
-transcription started early in the pause (still saving the wait). ``enabled=False``:
-nothing is fed; the turn transcribes the utterance one-shot as before.
+Only providers that really stream (``STT.streaming``, Moonshine) are fed: for a one-shot
+provider a decode costs the whole utterance (faster-whisper tiny: ~0.9 s), and one per
+short gap inside a question queued up (measured: voice-to-face 16 s in ``talk``), so the
+turn transcribes the utterance one-shot as before. ``enabled=False`` does the same for
+every provider.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class SpeechFeeder:
                  prefetch_ms: int = 60) -> None:
         self.stt = stt
         self.vad = vad
-        self.enabled = enabled
+        self.enabled = enabled and getattr(stt, "streaming", False)
         self._prefetch_frames = (max(1, round(prefetch_ms * vad.sample_rate / 1000 / vad.frame_len))
                                  if prefetch_ms > 0 else 0)
         self.stream: STTStream | None = None
