@@ -110,3 +110,21 @@ async def test_webrtc_mic_blocks_from_decoded_opus_frames() -> None:
     assert abs(peak_hz - 440) < 5, peak_hz
     assert 0.3 < np.abs(pcm[1600:]).max() < 0.6
     assert mic.received_s > 0.9
+
+
+async def test_webrtc_speaker_drops_audio_it_is_too_late_for() -> None:
+    """A sender starved for a second does not fall a second behind: like a sound card it
+    drops what is too late, so the clock keeps wall-clock pace (talk's playout wait
+    would call a lagging clock a lost device)."""
+    from avatar_agent.web.rtc import RtcSpeaker
+
+    speaker = RtcSpeaker()
+    speaker.start()
+    speaker.enqueue(np.full(96000, 0.25, np.float32), 48000)  # 2 s
+    first = await speaker.track.recv()
+    speaker.track._start -= 1.0  # as if the loop had been stalled for a second
+    late = await speaker.track.recv()
+    assert 0.9 <= speaker.skipped_s <= 1.05, speaker.skipped_s
+    assert late.pts - first.pts >= 0.9 * 48000  # the gap is visible to the receiver
+    assert speaker.queued_s() < 1.1  # the skipped second left the queue
+    speaker.close()

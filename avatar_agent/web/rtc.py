@@ -35,6 +35,7 @@ from ..types import AudioBlock
 
 log = logging.getLogger(__name__)
 
+_MAX_BEHIND_S = 0.25  # the audio track may lag real time this much before it drops audio
 _VIDEO_CLOCK = 90000
 _VIDEO_TB = fractions.Fraction(1, _VIDEO_CLOCK)
 
@@ -154,6 +155,7 @@ class RtcSpeaker(Playback):
         self._latency = latency
         self._running = False
         self.frames_sent = 0
+        self.skipped_s = 0.0  # audio dropped because the sender fell behind real time
         self.track = _SpeakerTrack(self)
 
     def start(self) -> None:
@@ -177,6 +179,12 @@ class RtcSpeaker(Playback):
         self.frames_sent += 1
         return out[:, 0]
 
+    def _skip(self, samples: int) -> None:
+        """Consume ``samples`` of the timeline without sending them (too late)."""
+        if samples > 0:
+            self._callback(np.zeros((samples, 1), np.float32), samples, None, _NoStatus)
+            self.skipped_s += samples / self.sample_rate
+
 
 class _SpeakerTrack(MediaStreamTrack):
     kind = "audio"
@@ -186,6 +194,7 @@ class _SpeakerTrack(MediaStreamTrack):
         self._speaker = speaker
         self._start: float | None = None
         self._sent = 0
+        self._block = np.zeros(speaker.sample_rate * speaker.block_ms // 1000, np.float32)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -198,8 +207,13 @@ class _SpeakerTrack(MediaStreamTrack):
             wait = self._start + self._sent / rate - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
-            elif wait < -0.5:  # the loop stalled: do not burst to catch up
-                self._start -= wait
+            elif wait < -_MAX_BEHIND_S:
+                # behind real time (a starved machine): like a sound card, drop the audio
+                # that is too late instead of falling behind, so the clock and the
+                # conversation keep wall-clock pace; the browser conceals the gap
+                skip = int(-wait * rate) // len(self._block) * len(self._block)
+                sp._skip(skip)
+                self._sent += skip
         pcm = sp._next_block()
         s16 = (np.clip(pcm, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(s16, format="s16", layout="mono")

@@ -143,6 +143,8 @@ class Session:
         """Send ``msg`` as JSON on the data channel (queued until it opens; loop thread)."""
         text = json.dumps(msg, default=str)
         ch = self.channel
+        if self.closed.is_set() or self.pc.connectionState in ("failed", "closed"):
+            return  # aiortc would fail the send in a task nobody awaits
         if ch is None or ch.readyState != "open":
             self._outbox.append(text)
             del self._outbox[:-200]
@@ -319,6 +321,14 @@ class AvatarServer:
         return app
 
     async def _start_lag_watch(self, app: web.Application) -> None:
+        # aiortc encodes every outgoing frame in the loop's default executor (min(32,
+        # cores + 4) threads): with a few sessions the 20 ms audio frames queued behind
+        # the video frames and the audio fell behind real time. Enough threads that
+        # every track has one; the OS shares the cores between them.
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(
+            max_workers=8 + 4 * self.cfg.server.max_sessions, thread_name_prefix="serve-codec"))
         self._lag_task = asyncio.create_task(self._watch_lag(), name="serve-loop-lag")
 
     async def _watch_lag(self) -> None:

@@ -138,7 +138,9 @@ async def _turn_done(browser: Chromium):
     stats = await browser.stats()
     if stats and stats.get("error"):
         raise AssertionError(f"page error: {stats['error']}")
-    return stats if stats and stats["turns"] else None
+    whole = stats and [t for t in stats["turns"]
+                       if t["assistant"] and not t["interrupted"] and not t["error"]]
+    return stats if whole else None
 
 
 def _check_reply(stats: dict, server: Server) -> None:
@@ -146,10 +148,12 @@ def _check_reply(stats: dict, server: Server) -> None:
     sid = stats["session"]
     recs = [r for r in server.records() if r.get("session") == sid]
     assert recs, f"no transcript record for session {sid}: {server.records()}"
-    rec = recs[0]
-    assert rec["mode"] == "serve"
-    assert "france" in rec["user"].lower(), rec
-    assert rec["assistant"] and not rec["error"], rec
+    assert all(r["mode"] == "serve" for r in recs)
+    # on a slow machine a turn may be cut by the question asked again (the fake mic
+    # loops): one whole answered turn is what counts
+    done = [r for r in recs if r["assistant"] and not r["interrupted"] and not r["error"]]
+    assert done, recs
+    assert "france" in done[0]["user"].lower(), done[0]
     # reply audio reached the browser: Opus packets decoded with energy in them
     assert stats["audioPackets"] > 100 and stats["audioEnergy"] > 1e-3, stats
     assert stats["latencyMs"], "the page never saw the reply's sound"
