@@ -32,6 +32,28 @@ RATE = 48000
 # status dot colours (BGR) drawn by the presenter
 STATUS = {"listening": (80, 200, 80), "thinking": (60, 180, 240), "speaking": (230, 120, 60)}
 
+# Timing bounds: about 2-3x the figures README.md states, so a turn several times slower
+# than it should be fails, but a 2-core machine with other jobs on it (as in
+# benchmarks/RESULTS.md, plus this test's own screenshots and recorder) passes. Not sized
+# for a machine 10x oversubscribed (load average 20: STT alone took 9 s there).
+# - Voice-to-face: README "about 1.3-1.6 s (p50) on a 2-core CPU"; RESULTS p95 2.97 s over
+#   20 turns (this is the first turn: a short history). 6 s is 2x that p95 (3.75x the
+#   p50); measured here 5.1 s with the 2 cores at load average 4-5 (two other test jobs).
+#   Finer regressions (a few hundred ms) are the benchmark's job, not this test's.
+VOICE_TO_FACE_MAX_S = 6.0
+# - The reply heard at the speaker vs that figure: the same moment measured from outside
+#   (end of the question on the mic channel -> first reply sound), give or take the VAD's
+#   end-of-speech estimate (test_vad: within 0.35 s), the voice's own leading silence and
+#   the device buffers.
+EAR_VS_LOG_MAX_S = 0.75
+# - A/V: README / RESULTS "+-20 ms" (max 14.8-15.8 ms over a 65 s reply); 3x.
+AV_OFFSET_MAX_MS = 60
+# - Barge-in (user's onset -> the avatar silent at the speaker): RESULTS 60-90 ms with a
+#   headset (this test: audio.echo=none), 60-210 ms with the echo gate. 0.3 s is ~3x the
+#   headset figure (measured here: 90 and 270 ms, the 2 cores at load average 15-20);
+#   a barge-in that waited for the VAD's utterance (0.3 s of voice + 0.6 s hangover) fails.
+BARGE_IN_MAX_S = 0.3
+
 
 class TalkApp:
     """The running ``talk`` subprocess, its output lines and its transcript."""
@@ -188,13 +210,15 @@ def test_answers_a_spoken_question_with_a_moving_mouth(app, speak, store, tmp_pa
     reply = [s for s in _speech_segments(spk) if s[0] > q_end - 0.05]
     heard_s = sum(e - s for s, e in reply)
     assert 0.5 < heard_s < 40, (reply, heard_s)
-    # voice-to-face latency and A/V offsets are logged
+    # voice-to-face latency and A/V offsets are logged, and they are what was heard
     v2f = record["voice_to_face_s"]
-    print(f"voice-to-face {v2f:.3f} s, A/V offsets {record['metrics']['av_offsets_ms']} ms")
-    assert isinstance(v2f, float) and 0 < v2f < 30, v2f
+    ear = reply[0][0] - q_end  # end of the question -> first reply sound, from outside
+    print(f"voice-to-face {v2f:.3f} s (heard after {ear:.3f} s), "
+          f"A/V offsets {record['metrics']['av_offsets_ms']} ms")
+    assert 0 < v2f < VOICE_TO_FACE_MAX_S, v2f
+    assert abs(ear - v2f) < EAR_VS_LOG_MAX_S, (ear, v2f)
     assert record["metrics"]["av_offsets_ms"], record["metrics"]
-    assert all(abs(o) < 60 for o in record["metrics"]["av_offsets_ms"]), record["metrics"]
-    assert reply[0][0] - q_end < 30
+    assert all(abs(o) < AV_OFFSET_MAX_MS for o in record["metrics"]["av_offsets_ms"]), record["metrics"]
     # the window: mouth moving while speaking, closed again while listening, measured as
     # the face mesh sees the screenshots (inner-lip gap / inter-ocular distance)
     speaking = [img for _, img in shots if img.shape == idle.shape and _status(img) == "speaking"]
@@ -262,7 +286,7 @@ def test_barge_in_stops_playback_and_the_second_question_is_answered(app, speak,
     print("\n".join(line for _, line in app.lines if "duck" in line or "barge-in:" in line))
     print(f"barge-in: playback stopped {stop_latency * 1000:.0f} ms after the user's onset "
           f"({inside[-1].split(': ', 2)[-1] if inside else 'no barge-in logged'})")
-    assert stop_latency < 0.150, f"playback went on {stop_latency * 1000:.0f} ms after the user spoke"
+    assert stop_latency < BARGE_IN_MAX_S, f"playback went on {stop_latency * 1000:.0f} ms after the user spoke"
     # the answer to the second question is heard after it
     answer = [s for s in _speech_segments(spk) if s[0] > user[-1][1] - 0.05]
     assert sum(e - s for s, e in answer) > 0.3, answer
