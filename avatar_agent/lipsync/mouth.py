@@ -63,14 +63,31 @@ _VOWELS = {
     "i": (0.35, 0.0), "ɪ": (0.45, 0.0), "o": (0.7, 0.8), "ɔ": (0.8, 0.6), "u": (0.4, 1.0),
     "ʊ": (0.45, 0.8), "w": (0.3, 1.0), "ɒ": (0.85, 0.5),
 }
+# lips also round for the post-alveolars and "r"
+_ROUND_MORE = {"ʃ": 0.55, "ʒ": 0.55, "ɹ": 0.35, "r": 0.3}
+# spread lips (corners drawn out): front vowels, "y", and "s"/"z" (teeth together)
+_WIDE = {"i": 1.0, "ɪ": 0.75, "e": 0.8, "ɛ": 0.55, "æ": 0.45, "j": 0.7, "s": 0.45, "z": 0.45,
+         "ɛ̃": 0.5}
+# viseme classes (for the contact sheet and the docs): name -> example phoneme
+VISEMES = {"rest": "", "M B P": "m", "F V": "f", "O U W": "u", "E I": "i", "A": "a"}
+BLEND_S = 0.05  # a sound's shape blends over ±50 ms around its span (coarticulation)
+SHAPE_CLOSED = 0.01  # below this a shape parameter is exactly zero (the photo returns)
 
 
 @dataclass
 class MouthParams:
-    """Per-frame targets: ``open`` 0..~1, ``round`` 0..1 (narrower lips)."""
+    """Per-frame mouth: ``open`` 0..~1, ``round`` 0..1 (pursed, narrower lips), ``wide``
+    0..1 (spread lips), ``bite`` 0..1 (lower lip against the upper teeth)."""
 
     open: np.ndarray
     round: np.ndarray
+    wide: np.ndarray = None  # type: ignore[assignment]
+    bite: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        zeros = np.zeros_like(self.open)
+        self.wide = zeros if self.wide is None else self.wide
+        self.bite = zeros.copy() if self.bite is None else self.bite
 
 
 @dataclass
@@ -99,15 +116,16 @@ class MouthTracker:
     sounds: list = field(default_factory=list)  # speech sounds, absolute times (s)
     committed: int = 0  # frames < committed used complete audio; state below is after them
     value: float = 0.0
-    rounding: float = 0.0
     velocity: float = 0.0  # last per-frame change of the visible opening
+    shape: tuple = (0.0, 0.0, 0.0)  # smoothed (round, wide, bite)
 
     def reset(self) -> None:
         """Forget everything (interrupted turn): the mouth closes immediately."""
         self.samples = self.frames = self.committed = self.tail_start = 0
         self.tail = np.zeros(0, np.float32)
         self.sounds = []
-        self.value = self.rounding = self.velocity = 0.0
+        self.value = self.velocity = 0.0
+        self.shape = (0.0, 0.0, 0.0)
 
     def _window(self, k: int, sample_rate: int) -> tuple[int, int]:
         lead = LOOKAHEAD_S * sample_rate
@@ -135,7 +153,7 @@ class MouthTracker:
         first = self.committed  # re-run the smoother from the last committed frame
         n = end - first
         targets = np.zeros(n, np.float32)
-        rounds = np.zeros(n, np.float32)
+        shapes = np.zeros((n, 3), np.float32)  # round, wide, bite
         snap = np.zeros(n, bool)
         final = first
         hop = int(sample_rate / self.fps)
@@ -158,10 +176,10 @@ class MouthTracker:
             if self.sounds:
                 t_mid = k / self.fps + PHONEME_LEAD_S
                 open_before = targets[i]
-                targets[i], rounds[i] = _shape(targets[i], t_mid, self.sounds)
+                targets[i], shapes[i] = _shape(targets[i], t_mid, self.sounds)
                 snap[i] = targets[i] < 0.5 * open_before  # a lip closure (m, b, p): close fast
         opens = self._smooth(targets * self.gain, snap, final - first)
-        rnds = self._smooth_round(rounds, final - first)
+        shaped = self._smooth_shape(shapes, final - first)
         skip = self.frames - first  # frames already shown (provisionally) last time
         self.committed = final
         # keep the audio the next re-run can need: from the first uncommitted window on
@@ -172,7 +190,7 @@ class MouthTracker:
         horizon = final / self.fps - 1.0
         self.sounds = [p for p in self.sounds if p.end >= horizon]
         self.frames = end
-        return MouthParams(opens[skip:], rnds[skip:])
+        return MouthParams(opens[skip:], shaped[skip:, 0], shaped[skip:, 1], shaped[skip:, 2])
 
     def _smooth(self, targets: np.ndarray, snap: np.ndarray, commit: int) -> np.ndarray:
         """Smooth from the committed state; the state after ``commit`` frames is kept."""
@@ -208,16 +226,19 @@ class MouthTracker:
             self.value, self.velocity = v, vel
         return out
 
-    def _smooth_round(self, targets: np.ndarray, commit: int) -> np.ndarray:
+    def _smooth_shape(self, targets: np.ndarray, commit: int) -> np.ndarray:
+        """Lip shape (round, wide, bite) eased halfway to its target each frame; the state
+        after ``commit`` frames is kept."""
         out = np.empty_like(targets)
-        r = self.rounding
+        r = np.array(self.shape, np.float32)
         for i, target in enumerate(targets):
             if i == commit:
-                self.rounding = r
-            r += (target - r) * 0.5
+                self.shape = tuple(float(x) for x in r)
+            r = r + (target - r) * 0.5
+            r[r < SHAPE_CLOSED] = 0.0
             out[i] = r
         if commit >= len(targets):
-            self.rounding = r
+            self.shape = tuple(float(x) for x in r)
         return out
 
 
@@ -246,15 +267,29 @@ def clean_phonemes(phonemes: tuple[PhonemeTiming, ...]) -> tuple[PhonemeTiming, 
     return tuple(out)
 
 
-def _shape(level_open: float, t: float, phonemes: tuple[PhonemeTiming, ...]) -> tuple[float, float]:
-    """Combine loudness with the speech sound under time ``t`` (s, chunk-relative)."""
+def _shape(level_open: float, t: float, phonemes: list[PhonemeTiming] | tuple[PhonemeTiming, ...],
+           ) -> tuple[float, np.ndarray]:
+    """Loudness and the speech sounds around time ``t`` (s) -> (opening, [round, wide,
+    bite]). The opening follows the sound under ``t`` (a lip closure closes at once); the
+    lips' shape blends the sounds within ±``BLEND_S`` by their overlap, and fades with the
+    loudness (no pursed lips in a pause)."""
+    opened = level_open
+    blend = np.zeros(3, np.float32)
+    lo, hi = t - BLEND_S, t + BLEND_S
     for ph in phonemes:
+        if ph.end <= lo or ph.start >= hi:
+            continue
+        sym = ph.phoneme[:1]
         if ph.start <= t < ph.end:
-            sym = ph.phoneme[:1]
-            if sym in _BILABIAL:
-                return level_open * 0.15, 0.0
-            if sym in _LABIODENTAL:
-                return level_open * 0.35, 0.0
-            openness, rounding = _VOWELS.get(sym, (0.35, 0.0))
-            return level_open * (0.5 + 0.5 * openness), rounding
-    return level_open, 0.0
+            if sym in _BILABIAL:  # the lips meet: the clearest cue a lip-reader has
+                opened = 0.0
+            elif sym in _LABIODENTAL:
+                opened = level_open * 0.35
+            else:
+                opened = level_open * (0.5 + 0.5 * _VOWELS.get(sym, (0.35, 0.0))[0])
+        weight = (min(hi, ph.end) - max(lo, ph.start)) / (hi - lo)
+        rounding = _VOWELS.get(sym, (0.0, 0.0))[1] or _ROUND_MORE.get(sym, 0.0)
+        blend += weight * np.array([rounding, _WIDE.get(sym, 0.0), 1.0 if sym in _LABIODENTAL else 0.0],
+                                   np.float32)
+    presence = min(1.0, 4.0 * level_open)
+    return opened, blend * presence

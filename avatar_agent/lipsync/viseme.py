@@ -97,12 +97,13 @@ class VisemeEngine(LipSyncEngine):
         h, w = state.image.shape[:2]
         frames = np.empty((len(params.open), h, w, 3), np.uint8)
         teeth = self.cfg.lipsync.viseme.teeth
-        for i, (openness, rounding) in enumerate(zip(params.open, params.round, strict=True)):
+        shapes = zip(params.open, params.round, params.wide, params.bite, strict=True)
+        for i, (openness, rounding, wide, bite) in enumerate(shapes):
             state.video_pos += 1
             image, warp, face = state.base(state.video_pos)
             frame = frames[i]
             frame[:] = image
-            warp.mouth(frame, float(openness), float(rounding), teeth)
+            warp.mouth(frame, float(openness), float(rounding), teeth, float(wide), float(bite))
             t = state.speech_t0 + (first + i) / self.fps
             self._alive(warp, face, frame, t, state.blinks)
         state.idle_offset = None  # the next idle frame continues the loop from here

@@ -45,6 +45,9 @@ BLINK_SPAN = 0.5  # share of the brow-to-upper-lid distance that moves in a blin
 CAVITY_BGR = np.array([48, 42, 78], np.float32)
 THROAT_BGR = np.array([20, 16, 32], np.float32)
 TEETH_BGR = np.array([188, 198, 208], np.float32)
+TONGUE_BGR = np.array([92, 96, 176], np.float32)
+ROUND_SQUEEZE = 0.30  # pursed lips: the mouth narrows by up to this share near the seam
+WIDE_STRETCH = 0.28  # spread lips ("ee"): the corners move out by up to this share
 
 
 @dataclass
@@ -115,6 +118,7 @@ class FaceWarp:
         self.seam = ((up_v + lo_v) / 2).astype(np.float32)
         self.window = _window(u, span)
         self.inner = _window(u, self.half_width * 1.05)
+        self.inner_round = _window(u, self.half_width * 0.62)
         self.v_nose, self.v_chin, self.neck = v_nose, v_chin, neck
         self.h_up = np.maximum(self.seam - v_nose, 1.0)
         self.eyes = [self._eye(pts, c, lids, brow) for c, lids, brow in
@@ -123,15 +127,22 @@ class FaceWarp:
 
     # ------------------------------------------------------------------ mouth
     def mouth(self, frame: np.ndarray, openness: float, rounding: float = 0.0,
-              teeth: bool = True) -> np.ndarray:
-        """Write the mouth opened by ``openness`` (0..~1) into ``frame`` (in place) and return it."""
-        if openness <= 0.0 and rounding <= 0.0:
+              teeth: bool = True, wide: float = 0.0, bite: float = 0.0) -> np.ndarray:
+        """Write the mouth into ``frame`` (in place) and return it: ``openness`` 0..~1 (jaw
+        and lips apart), ``rounding`` 0..1 (lips pursed: narrower, a rounder opening),
+        ``wide`` 0..1 (corners drawn out, as for "ee"), ``bite`` 0..1 (lower lip up against
+        the upper teeth, as for "f"/"v": the teeth fill the gap)."""
+        if openness <= 0.0 and rounding <= 0.0 and wide <= 0.0:
             return frame
         r = self.m
         u, v, s = r.u, r.v, self.seam
-        # the lips part only between the corners (inner window); the jaw drops more widely
-        big_u = openness * UP * self.iod * self.inner
-        d_lip = openness * DOWN * self.iod * self.inner
+        # the lips part only between the corners (inner window); the jaw drops more widely.
+        # Pursed lips part over a narrower span: a round opening instead of a slot
+        inner = self.inner
+        if rounding > 0.0:
+            inner = inner + (self.inner_round - inner) * min(rounding, 1.0)
+        big_u = openness * UP * self.iod * inner
+        d_lip = openness * DOWN * self.iod * inner
         d_jaw = openness * JAW * self.iod * self.window
         top, bottom = s - big_u, s + d_lip
         vs = v.copy()
@@ -149,32 +160,36 @@ class FaceWarp:
         jaw = (v > bottom) & (v <= chin + d_jaw)
         neck = (v > chin + d_jaw) & (v <= chin + self.neck)
         vs = np.where(jaw, vs_jaw, np.where(neck, vs_neck, vs))
-        # rounded lips and wide opening both narrow the mouth a little
-        squeeze = (0.18 * rounding + 0.06 * openness) * _window(v - s, 0.45 * self.iod) * self.window
-        us = u * (1.0 + squeeze)
+        # rounded lips and wide opening both narrow the mouth; spread lips ("ee") widen it
+        squeeze = (ROUND_SQUEEZE * rounding + 0.06 * openness - WIDE_STRETCH * wide) * self.lips_v(v - s)
+        us = u * (1.0 + squeeze * self.window)
         du, dv = us - u, vs - v
         map_x = r.gx + du * self.ex[0] + dv * self.ey[0]
         map_y = r.gy + du * self.ex[1] + dv * self.ey[1]
         roi = cv2.remap(self.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         gap = big_u + d_lip
         if gap.max() > 0.5:
-            roi = self._interior(roi, v - top, bottom - v, gap, teeth)
+            roi = self._interior(roi, v - top, bottom - v, gap, teeth, bite)
         frame[r.y0:r.y1, r.x0:r.x1] = roi
         return frame
 
+    def lips_v(self, dv: np.ndarray) -> np.ndarray:
+        """Vertical reach of the lips' sideways motion around the seam (cos², ±0.45 iod)."""
+        return _window(dv, 0.45 * self.iod)
+
     def _interior(self, roi: np.ndarray, from_top: np.ndarray, to_bottom: np.ndarray,
-                  gap: np.ndarray, teeth: bool) -> np.ndarray:
+                  gap: np.ndarray, teeth: bool, bite: float = 0.0) -> np.ndarray:
         # work on the bounding box of the open gap only (a few % of the region): 5× faster
         open_px = (np.minimum(from_top, to_bottom) > -0.5) & (gap > 0.5)
         rows, cols = np.nonzero(open_px.any(axis=1))[0], np.nonzero(open_px.any(axis=0))[0]
         if not len(rows):
             return roi
         box = np.s_[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-        roi[box] = self._paint(roi[box], from_top[box], to_bottom[box], gap[box], self.inner[box], teeth)
+        roi[box] = self._paint(roi[box], from_top[box], to_bottom[box], gap[box], self.inner[box], teeth, bite)
         return roi
 
     def _paint(self, roi: np.ndarray, from_top: np.ndarray, to_bottom: np.ndarray,
-               gap: np.ndarray, inner: np.ndarray, teeth: bool) -> np.ndarray:
+               gap: np.ndarray, inner: np.ndarray, teeth: bool, bite: float = 0.0) -> np.ndarray:
         # soft edges (about 1 % of the inter-ocular distance) so the cavity sits *in* the lips
         # instead of looking cut out; it also fades in where the gap is a slit (the corners)
         soft = max(1.0, 0.012 * self.iod)
@@ -184,8 +199,15 @@ class FaceWarp:
         depth = np.clip(from_top / np.maximum(gap, 1e-3), 0, 1)
         shade = (np.abs(depth - 0.55) * 1.6).clip(0, 1)[..., None]
         colour = THROAT_BGR + (CAVITY_BGR - THROAT_BGR) * shade
+        # depth: the cavity recedes into shadow towards the corners and the throat; the
+        # tongue's back rises from the floor of a well-open mouth, lit from the front
+        open_well = np.clip((gap - 0.06 * self.iod) / (0.08 * self.iod), 0, 1)
+        tongue = np.clip((depth - 0.62) / 0.2, 0, 1) * np.clip((inner - 0.35) * 2.5, 0, 1) * open_well
+        colour = colour + (TONGUE_BGR * (0.55 + 0.35 * depth[..., None]) - colour) * (0.85 * tongue[..., None])
+        colour = colour * (0.55 + 0.45 * np.clip(inner * 1.4, 0, 1))[..., None]
         if teeth:
-            tooth_h = np.minimum(0.32 * gap, 0.075 * self.iod)
+            # "f"/"v": the lower lip rests against the upper teeth, which fill the gap
+            tooth_h = np.minimum(np.maximum(0.32, 0.85 * bite) * gap, (0.075 + 0.05 * bite) * self.iod)
             # upper teeth under the upper lip, shaded towards the corners and their lower edge
             upper_t = np.clip((tooth_h - from_top) / soft, 0, 1) * np.clip((inner - 0.25) * 4, 0, 1)
             fade = np.clip(1.0 - from_top / np.maximum(tooth_h, 1e-3), 0, 1) * 0.25
