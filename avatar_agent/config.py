@@ -103,10 +103,14 @@ class OpenAISTTConfig(_Section):
 class MoonshineConfig(_Section):
     model: str = Field("tiny-en", description="Model inside moonshine-voice==0.0.44 (tiny-en) or a folder.")
     arch: Literal["tiny", "base"] = Field("tiny", description="Architecture of that model.")
-    chunk_ms: int = Field(100, ge=10, le=1000, description="talk: feed the stream in pieces of this much audio.")
+    incremental: bool = Field(
+        False, description="talk: the library's streaming decoder (false: one-shot decodes, prefetched in the pause)."
+    )
+    chunk_ms: int = Field(100, ge=10, le=1000, description="incremental: feed the stream in pieces of this much audio.")
     vad_threshold: float = Field(
         0.2, ge=0.0, le=1.0, description="The library's own speech gate (its default 0.5 clipped words)."
     )
+    tail_pad_ms: int = Field(200, ge=0, le=2000, description="Silence added after the speech before decoding.")
 
 
 class STTConfig(_Section):

@@ -158,8 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-live", action="store_true", help="one-shot only (no real-time replay)")
     ap.add_argument("--json", type=Path, help="also write the full results here")
     ap.add_argument("--prefetch-ms", type=int, help="stt.prefetch_ms for the live replay")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="stt config override, e.g. moonshine.tail_pad_ms=350")
     args = ap.parse_args(argv)
-    overrides = {} if args.prefetch_ms is None else {"prefetch_ms": args.prefetch_ms}
+    import yaml
+
+    overrides: dict = {} if args.prefetch_ms is None else {"prefetch_ms": args.prefetch_ms}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        node = overrides
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
     res = asyncio.run(bench(args.providers, not args.no_live, overrides))
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))

@@ -59,7 +59,11 @@ async def test_moonshine_resamples_other_rates(moon):
     assert {"going", "rain", "tomorrow"} <= set(words(result.text)), result.text
 
 
-async def test_moonshine_stream_gives_the_one_shot_text(moon):
+@pytest.mark.parametrize("incremental", [False, True], ids=["prefetched", "incremental"])
+async def test_moonshine_stream_gives_the_one_shot_text(moon, incremental):
+    if incremental:  # the library's own streaming decoder, fed in 10 ms blocks
+        moon = registry.create("stt", "moonshine", cfg=Config.model_validate(
+            {"stt": {"moonshine": {"incremental": True}}}))
     for k, (text, voice) in enumerate([("Which planet is closest to the sun?", "en-029"),
                                        ("Tell me, please, how far away is the moon from the earth?",
                                         "en-us+m3")]):
@@ -75,6 +79,8 @@ async def test_moonshine_stream_gives_the_one_shot_text(moon):
         assert streamed.text == one_shot.text
         assert words(one_shot.text)[0] == words(text)[0]  # it heard the question
         assert streamed.audio_s == pytest.approx(len(pcm) / 16000)
+    if incremental:
+        await moon.aclose()
 
 
 async def test_moonshine_silence_and_empty_give_empty_text(moon):
@@ -104,8 +110,9 @@ async def test_feeder_streams_the_utterance_and_prefetches_in_the_pause(moon):
     assert taken is not None, "no pause detected"
     utt, (stream, key) = taken
     assert stream.fed >= len(utt.pcm)
-    assert stream._prefetch is not None and stream._prefetch[0] == key  # decoded early
+    assert stream._want == key  # a decode of this very audio was asked for in the pause
     result = await stream.result(key)
+    assert stream._prefetch is not None and stream._prefetch[0] == key  # ... and used
     assert {"rain", "tomorrow"} <= set(words(result.text)), result.text
     await feeder.aclose()
 

@@ -82,6 +82,7 @@ class STTStream:
         self.fed = 0  # samples fed, at ``sample_rate``
         self._parts: list[np.ndarray] = []
         self._prefetch: tuple[Hashable, asyncio.Future] | None = None
+        self._want: Hashable | None = None  # key of the latest prefetch asked for
         self._closed = False
 
     # ---------------------------------------------------------------- public
@@ -97,20 +98,34 @@ class STTStream:
         """Start transcribing everything fed so far; :meth:`result` with the same ``key``
         reuses it. The caller picks a key that changes whenever new speech was fed (the
         VAD's voiced-frame count), so trailing silence does not invalidate the work.
-        While an earlier prefetch still runs, this one is skipped."""
-        if self._closed or (self._prefetch is not None and self._prefetch[0] == key):
+        One decode at a time: while an earlier prefetch runs, this one starts when it
+        ends (decodes never queue up behind each other)."""
+        if self._closed:
             return
-        if self._prefetch is not None and not self._prefetch[1].done():
-            return  # one at a time: decodes must not queue up; result() decodes afresh
-        task = asyncio.ensure_future(self._timed())
-        task.add_done_callback(_retrieve)
-        self._prefetch = (key, task)
+        self._want = key
+        if self._prefetch is None or self._prefetch[1].done():
+            self._start_prefetch()
 
     async def result(self, key: Hashable | None = None) -> Transcript:
         """The transcript of everything fed so far (the stream stays open)."""
-        if self._prefetch is not None and key is not None and self._prefetch[0] == key:
-            return await asyncio.shield(self._prefetch[1])
+        if key is not None and self._prefetch is not None:
+            if self._prefetch[0] != key and self._want == key and not self._prefetch[1].done():
+                await asyncio.wait([self._prefetch[1]])  # the one for ``key`` starts then
+            if self._prefetch[0] == key:
+                return await asyncio.shield(self._prefetch[1])
         return await self._timed()
+
+    def _start_prefetch(self) -> None:
+        key = self._want
+        if self._closed or key is None or (self._prefetch is not None and self._prefetch[0] == key):
+            return
+        task = asyncio.ensure_future(self._timed())
+        task.add_done_callback(self._prefetched)
+        self._prefetch = (key, task)
+
+    def _prefetched(self, task: asyncio.Future) -> None:
+        _retrieve(task)
+        self._start_prefetch()  # a newer key was asked for meanwhile
 
     async def aclose(self) -> None:
         """Release the stream (a pending :meth:`result` still completes)."""
