@@ -38,6 +38,7 @@ from .pipeline import COULD_NOT_ANSWER, Pipeline
 from .render.window import ChunkShow, Presenter
 from .stt.base import STTStream
 from .stt.feeder import SpeechFeeder
+from .transport import MicSource, Screen, SpeakerClock
 from .types import AudioBlock, FrameChunk, TurnMetrics, Utterance
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,9 @@ def heard_text(played: list[_Played], heard_pos: int) -> str:
 class Conversation:
     """Listens, answers, and gets interrupted. Run with :meth:`run` until :meth:`quit`."""
 
-    def __init__(self, *, cfg: Config, pipeline: Pipeline, mic: MicCapture, playback: Playback,
-                 presenter: Presenter, avatar_state: Any) -> None:
+    def __init__(self, *, cfg: Config, pipeline: Pipeline, mic: MicSource, playback: SpeakerClock,
+                 presenter: Screen, avatar_state: Any) -> None:
+        # any transport (avatar_agent/transport.py): talk's devices, serve's WebRTC tracks
         self.cfg = cfg
         self.pipeline = pipeline      # STT → LLM → TTS → lip-sync, one turn at a time
         self.mic = mic                # 16 kHz blocks from the device callback

@@ -128,3 +128,20 @@ async def test_webrtc_speaker_drops_audio_it_is_too_late_for() -> None:
     assert late.pts - first.pts >= 0.9 * 48000  # the gap is visible to the receiver
     assert speaker.queued_s() < 1.1  # the skipped second left the queue
     speaker.close()
+
+
+def test_the_protocols_cover_what_the_conversation_uses() -> None:
+    """Every mic/playback/presenter member Conversation touches is in the interface, so
+    a transport written against it works with the conversation engine."""
+    import re
+
+    import avatar_agent.live as live
+
+    src = inspect.getsource(live.Conversation)
+    protos = {"mic": transport.MicSource, "playback": transport.SpeakerClock,
+              "presenter": transport.Screen}
+    used = set(re.findall(r"self\.(mic|playback|presenter)\.([a-z_]+)", src))
+    assert used, "Conversation no longer uses self.mic/playback/presenter?"
+    for part, member in sorted(used):
+        assert member in _members(protos[part]) | {"sample_rate"}, (
+            f"Conversation uses {part}.{member}, which avatar_agent/transport.py lacks")

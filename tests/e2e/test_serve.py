@@ -153,7 +153,9 @@ def _check_reply(stats: dict, server: Server) -> None:
     # loops): one whole answered turn is what counts
     done = [r for r in recs if r["assistant"] and not r["interrupted"] and not r["error"]]
     assert done, recs
-    assert "france" in done[0]["user"].lower(), done[0]
+    # Whisper tiny after Opus and the browser's own audio processing: "capital" is
+    # always heard, "France" at times as "friends"
+    assert "capital" in done[0]["user"].lower(), done[0]
     # reply audio reached the browser: Opus packets decoded with energy in them
     assert stats["audioPackets"] > 100 and stats["audioEnergy"] > 1e-3, stats
     assert stats["latencyMs"], "the page never saw the reply's sound"
