@@ -1,18 +1,23 @@
 """Audio (and phoneme timings) -> per-frame mouth parameters, streamed across chunks.
 
 Frame k is shown at ``k/fps``. Its loudness is the RMS (dBFS) of the audio one frame
-long centred on that instant, ``[(k-½)/fps - 10 ms, (k+½)/fps)``: all of it has arrived
-by the time frame k is due (frames are emitted once ``(k+½)/fps`` of audio is in), so
-streaming in chunks of any size gives exactly the frames of one-shot rendering. (Looking
-one frame further ahead would centre the opening ramp on the sound, lag 0 instead of +1
-frame against the speech envelope, but then the frames at every chunk end depend on the
-chunking: measured, rejected.) Loudness maps linearly from ``FLOOR_DB`` (closed) to
-``TOP_DB`` (wide open); when the TTS gives phoneme timings, the sound under the frame
-(``PHONEME_LEAD_S`` ahead: lips shape a sound before it is heard) shapes the target:
-bilabials close the lips, rounded vowels narrow them. A one-pole smoother with separate
-attack and release time constants, a slew limit per frame and an acceleration limit
-(no full-speed reversal within one frame) keep the mouth from fluttering or snapping (a
-real mouth takes two or three frames to open wide).
+long centred ``LOOKAHEAD_S`` after that instant: the smoother below makes the mouth trail
+its target, and without the look-ahead it trailed the sound by a frame (best lag +1
+against the speech envelope; with it: lag 0). The look-ahead only ever reads audio that
+has arrived: the last frame or two of a chunk, whose window reaches past it, are drawn
+provisionally (as if the level went on), and the smoother's state is committed only up
+to the last frame whose window was complete, so the next chunk re-runs it from there and
+every later frame equals one-shot rendering; a chunk that ends in a pause (a TTS
+sentence) changes nothing at all. The total frame count stays ``round(samples*fps/sr)``.
+
+Loudness maps linearly from ``FLOOR_DB`` (closed) to ``TOP_DB`` (wide open). When the TTS
+gives phoneme timings, the sounds shape the mouth (``_shape``): the one under the frame
+(``PHONEME_LEAD_S`` ahead: lips shape a sound before it is heard) sets how far the jaw
+opens (closed for m/b/p), and the sounds within ±``BLEND_S`` blend the lips' shape
+(``round`` pursed, ``wide`` spread, ``bite`` lower lip on the upper teeth). A one-pole
+smoother with separate attack and release time constants, a slew limit per frame and an
+acceleration limit (no full-speed reversal within one frame) keep the mouth from
+fluttering or snapping (a real mouth takes two or three frames to open wide).
 """
 
 from __future__ import annotations

@@ -10,8 +10,11 @@ bit-identical to the photo.
 Mouth model (per column u, with ``A(u)`` a cos² window over the mouth width):
 the upper lip rises by ``U = open·UP·iod·A`` fading to zero at the nose base; the lower
 lip and chin drop by ``D = open·DOWN·iod·A`` down to the chin, fading to zero over
-``NECK·iod`` below it; between them a synthesized mouth interior (dark cavity, upper
-teeth, a hint of lower teeth) fills the gap.
+``NECK·iod`` below it; sideways, pursed lips (``rounding``) narrow the mouth and part over
+a narrower span (a round opening), spread lips (``wide``) draw the corners out; between
+the lips a synthesized mouth interior with depth (cavity shaded towards the throat and the
+corners, tongue, upper teeth, a hint of lower teeth; ``bite``: the upper teeth fill the
+gap, as for "f"/"v") fills the gap.
 """
 
 from __future__ import annotations
