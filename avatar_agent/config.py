@@ -117,7 +117,7 @@ class STTConfig(_Section):
     provider: str = "faster_whisper"
     stream: bool = Field(True, description="talk: feed the STT while the user speaks (one-shot if the provider cannot stream).")
     prefetch_ms: int = Field(
-        60, ge=0, description="talk: start decoding after this much silence, before the turn commits (0 = off)."
+        100, ge=0, description="talk: start decoding after this much silence, before the turn commits (0 = off)."
     )
     moonshine: MoonshineConfig = MoonshineConfig()
     faster_whisper: FasterWhisperConfig = FasterWhisperConfig()
