@@ -87,7 +87,7 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
+async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "piper") -> dict:
     from avatar_agent.audio.capture import MicCapture
     from avatar_agent.audio.io import write_wav
     from avatar_agent.audio.playback import Playback
@@ -112,8 +112,14 @@ async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
                         avatar_state=state)
     runner = asyncio.create_task(conv.run())
     wavs = []
-    for i, q in enumerate((QUESTIONS * 3)[:turns]):  # synthesized up front, not during turns
-        pcm = [c.pcm async for c in pipeline.tts.synthesize(q)]
+    if voices == "espeak":  # the non-Piper fixture set (benchmarks/make_questions.py)
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from make_questions import fixture_set
+
+        for i, (_, pcm) in enumerate((fixture_set() * 2)[:turns]):
+            wavs.append(write_wav(work / f"q{i}.wav", pcm, 16000))
+    for i, q in enumerate((QUESTIONS * 3)[:turns] if voices == "piper" else []):
+        pcm = [c.pcm async for c in pipeline.tts.synthesize(q)]  # made up front, not in turns
         wavs.append(write_wav(work / f"q{i}.wav", np.concatenate(pcm), pipeline.tts_rate()))
     try:
         await asyncio.sleep(1.0)
@@ -174,7 +180,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path) -> dict:
     }
 
 
-def run(cfg, turns: int = 22, reply_s: float = 60.0) -> dict:
+def run(cfg, turns: int = 22, reply_s: float = 60.0, voices: str = "piper") -> dict:
     """Run both measurements with ``cfg`` (the embedded stack by default); returns numbers."""
     _start_harness()
     # the reply's length does not change the time to its first frame; short replies only
@@ -184,7 +190,7 @@ def run(cfg, turns: int = 22, reply_s: float = 60.0) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg.transcript.path = Path(tmp) / "bench.jsonl"
-            result = asyncio.run(_session(cfg, turns, reply_s, Path(tmp)))
+            result = asyncio.run(_session(cfg, turns, reply_s, Path(tmp), voices))
     finally:
         _harness("stop")
     result.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -192,7 +198,7 @@ def run(cfg, turns: int = 22, reply_s: float = 60.0) -> dict:
                   llm_threads=cfg.llm.llama_cpp.n_threads,
                   machine=f"{platform.machine()}, {os.cpu_count()} cores",
                   stt=cfg.stt.provider, llm=f"{cfg.llm.provider}:{cfg.llm.llama_cpp.model}",
-                  tts=cfg.tts.provider, lipsync=cfg.lipsync.engine)
+                  tts=cfg.tts.provider, lipsync=cfg.lipsync.engine, voices=voices)
     return result
 
 
@@ -204,10 +210,12 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=22)
     ap.add_argument("--reply-s", type=float, default=60.0)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--voices", choices=["piper", "espeak"], default="piper",
+                    help="who asks: the answering Piper voice, or the espeak-ng fixture set")
     args = ap.parse_args()
     os.chdir(ROOT)
     cfg = load_config(None, args.overrides)
-    print(json.dumps(run(cfg, args.turns, args.reply_s), indent=2))
+    print(json.dumps(run(cfg, args.turns, args.reply_s, args.voices), indent=2))
 
 
 if __name__ == "__main__":
