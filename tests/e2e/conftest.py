@@ -173,3 +173,13 @@ def remap(wid: str) -> None:
     """Unmap and re-map a window that stays black (tests/harness/README.md, pitfall 11)."""
     subprocess.run(["xdotool", "windowunmap", "--sync", wid], capture_output=True, timeout=10)
     subprocess.run(["xdotool", "windowmap", "--sync", wid], capture_output=True, timeout=10)
+
+
+def end_process(proc: subprocess.Popen, wait_s: float = 10.0) -> None:
+    """Terminate a program under test if it still runs; kill it if it ignores that."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()

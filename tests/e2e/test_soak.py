@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from .conftest import ROOT, play_into_mic
+from .conftest import ROOT, end_process, play_into_mic
 
 pytestmark = pytest.mark.e2e
 
@@ -141,12 +141,7 @@ def test_soak(avdevices, inputs, tmp_path):
             stats.append(_proc_stats(talk.proc.pid))
         assert talk.proc.poll() is None, talk.tail()
     finally:
-        if talk.proc.poll() is None:
-            talk.proc.terminate()
-            try:
-                talk.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                talk.proc.kill()
+        end_process(talk.proc, 15)
 
     records = talk.records()
     questions = [r for r in records if r.get("user")]

@@ -23,7 +23,7 @@ import pytest
 
 from avatar_agent.audio.io import write_wav
 
-from .conftest import ROOT, Recorder, play_into_mic, remap, screenshot, window_id
+from .conftest import ROOT, Recorder, end_process, play_into_mic, remap, screenshot, window_id
 
 pytestmark = pytest.mark.e2e
 
@@ -117,12 +117,7 @@ def app(avdevices, store, tmp_path_factory):
         assert talk.wid, "the talk window never appeared"
         yield talk
     finally:
-        if talk.proc.poll() is None:
-            talk.proc.terminate()
-            try:
-                talk.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                talk.proc.kill()
+        end_process(talk.proc, 10)
 
 
 # ------------------------------------------------------------------------ screen helpers

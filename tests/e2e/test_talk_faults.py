@@ -118,6 +118,14 @@ class _Talk:
         return rc, time.monotonic() - t0, phase
 
 
+def _assert_clean_quit(talk: _Talk, rc: int, took: float, what: str) -> None:
+    """Exit code 0 within 2 s of the request, no traceback."""
+    out = talk.text()
+    assert rc == 0, out
+    assert took < 2.0, f"{what} took {took:.2f} s\n{out}"
+    assert "Traceback" not in out, out
+
+
 @pytest.fixture(scope="module")
 def question(tmp_path_factory):
     """A spoken question in a voice that is not the avatar's (espeak-ng)."""
@@ -155,10 +163,7 @@ def test_ctrl_c_exits_with_0_within_2_s_at_any_moment(avdevices, tmp_path, quest
     finally:
         if talk.proc.poll() is None:
             talk.proc.kill()
-    out = talk.text()
-    assert rc == 0, out
-    assert took < 2.0, f"Ctrl-C while {at} took {took:.2f} s\n{out}"
-    assert "Traceback" not in out, out
+    _assert_clean_quit(talk, rc, took, f"Ctrl-C while {at}")
     if phase != "loading":  # the moment aimed at is the moment hit (loading may be quick)
         assert at in (phase, "speaking" if phase == "thinking" else phase), (phase, at)
 
@@ -178,7 +183,4 @@ def test_q_and_esc_in_the_window_exit_within_2_s(avdevices, tmp_path, question, 
     finally:
         if talk.proc.poll() is None:
             talk.proc.kill()
-    out = talk.text()
-    assert rc == 0, out
-    assert took < 2.0, f"{key} while {at} took {took:.2f} s\n{out}"
-    assert "Traceback" not in out, out
+    _assert_clean_quit(talk, rc, took, f"{key} while {at}")
