@@ -303,6 +303,14 @@ class WindowConfig(_Section):
     record: Path | None = Field(None, description="Also write the session to this mp4.")
 
 
+class TimeoutsConfig(_Section):
+    stt_s: float = Field(10.0, gt=0, description="Longest wait for a transcript after the speech ends.")
+    llm_first_s: float = Field(10.0, gt=0, description="Longest wait for the reply's first token.")
+    llm_stall_s: float = Field(8.0, gt=0, description="Longest gap between tokens; later, the reply ends where it got to.")
+    tts_s: float = Field(10.0, gt=0, description="Longest wait for a sentence's (next) speech chunk.")
+    lipsync_s: float = Field(10.0, gt=0, description="Longest wait for one chunk's frames.")
+
+
 class TranscriptConfig(_Section):
     path: Path = Path("out/transcript.jsonl")
 
@@ -343,6 +351,7 @@ class Config(_Section):
     lipsync: LipSyncConfig = LipSyncConfig()
     audio: AudioConfig = AudioConfig()
     window: WindowConfig = WindowConfig()
+    timeouts: TimeoutsConfig = TimeoutsConfig()
     transcript: TranscriptConfig = TranscriptConfig()
     output: OutputConfig = OutputConfig()
     server: ServerConfig = ServerConfig()

@@ -67,3 +67,7 @@ class DeviceError(AvatarError):
     """An audio device or display is absent or failed."""
 
     exit_code = 7
+
+
+class StageTimeout(ProviderError):
+    """A stage of a turn (STT, LLM, TTS, lip-sync) took longer than its ``timeouts.*``."""

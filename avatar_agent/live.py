@@ -33,12 +33,13 @@ from .audio.io import rms_db
 from .audio.playback import Playback, Scheduled
 from .audio.vad import SpeechPause, SpeechResume, SpeechStart, VadSegmenter
 from .config import Config
-from .errors import AvatarError, DeviceError
-from .pipeline import COULD_NOT_ANSWER, Pipeline
+from .errors import DeviceError
+from .pipeline import Pipeline
 from .render.window import ChunkShow, Presenter
 from .stt.base import STTStream
 from .stt.feeder import SpeechFeeder
 from .transport import MicSource, Screen, SpeakerClock
+from .turn import TurnOutput, TurnResult, TurnState, run_turn
 from .types import AudioBlock, FrameChunk, TurnMetrics, Utterance
 
 log = logging.getLogger(__name__)
@@ -107,11 +108,11 @@ class Conversation:
         # streaming STT: the utterance is fed to the STT while it is spoken
         self.feeder = SpeechFeeder(pipeline.stt, self.vad, prefetch_ms=cfg.stt.prefetch_ms,
                                    enabled=cfg.stt.stream and hasattr(pipeline.stt, "open_stream"))
-        self.state = "listening"
+        self.state = TurnState.LISTENING
         self.turns: collections.deque[TurnRecord] = collections.deque(maxlen=_KEEP_TURNS)
         self.barge_ins = 0
         self._turn: asyncio.Task | None = None
-        self._current: TurnRecord | None = None
+        self._current: _LiveOutput | None = None
         self._quit = asyncio.Event()
         self._fatal: BaseException | None = None
         self._early = False  # the running turn started at a pause, before the hangover
@@ -123,8 +124,8 @@ class Conversation:
         """Ask the conversation to end (loop thread)."""
         self._quit.set()
 
-    def _set_state(self, state: str) -> None:
-        if state != "speaking":
+    def _set_state(self, state: TurnState) -> None:
+        if state != TurnState.SPEAKING:
             self.playback.duck(False)
         self.state = state
         self.presenter.set_state(state)
@@ -189,7 +190,7 @@ class Conversation:
         within 150 ms of the user's first sound. No confirmation within ``_UNDUCK_S``:
         a false alarm, the reply resumes.
         """
-        if self.state != "speaking" or not self.cfg.audio.barge_in:
+        if self.state != TurnState.SPEAKING or not self.cfg.audio.barge_in:
             return
         if not gated and self.vad.loud(block.pcm):
             if not self.playback.ducked:
@@ -202,7 +203,7 @@ class Conversation:
 
     async def _on_vad(self, event) -> None:
         if isinstance(event, SpeechStart):
-            if self.state == "speaking" and self.cfg.audio.barge_in:
+            if self.state == TurnState.SPEAKING and self.cfg.audio.barge_in:
                 await self._barge_in(event.t)
         elif isinstance(event, SpeechPause):  # answer early; dropped if the user goes on
             await self._cancel_turn(record_heard=True)
@@ -227,7 +228,7 @@ class Conversation:
         moment plus ``echo_return_db``: the user talking over the avatar, not its echo.
         """
         audio = self.cfg.audio
-        speaking = self.state == "speaking" or block.t < self._gate_until
+        speaking = self.state == TurnState.SPEAKING or block.t < self._gate_until
         if not speaking or audio.echo == "none":
             return False
         if not audio.barge_in:
@@ -244,29 +245,32 @@ class Conversation:
         self.barge_ins += 1
         log.info("barge-in: onset to flush %.1f ms", (t_flush - t_onset) * 1000)
         if self._current is not None:
-            self._current.metrics.stages["barge_in_onset_to_flush"] = t_flush - t_onset
+            self._current.record.metrics.stages["barge_in_onset_to_flush"] = t_flush - t_onset
         await self._cancel_turn(record_heard=True, heard_pos=heard)
 
     async def _cancel_turn(self, *, record_heard: bool, heard_pos: int | None = None) -> None:
         task, self._turn = self._turn, None
         if task is None or task.done():
             return
-        record = self._current
+        out = self._current
         if heard_pos is None:
             heard_pos = self.playback.flush()
             self.presenter.clear()
+        if out is not None:
+            out.heard_pos = heard_pos
+            out.result.discard = not record_heard
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
-        self.pipeline.engine.reset(self.avatar_state)
-        if record is not None and record_heard:
-            record.interrupted = True
-            self._finish_record(record, heard_text(record.played, heard_pos))
-        self._set_state("listening")
+            await task  # the turn records itself (run_turn), with what was heard
+        self._current = None
+        await self.pipeline.reset_avatar(self.avatar_state)
+        self._set_state(TurnState.LISTENING)
 
     # ---------------------------------------------------------------- one turn
     def _start_turn(self, utt: Utterance, heard: tuple[STTStream, Hashable] | None = None) -> None:
-        self._turn = asyncio.create_task(self._run_turn(utt, heard), name="talk-turn")
+        out = _LiveOutput(self, TurnRecord(t_end=utt.t_end))
+        self._current = out
+        self._turn = asyncio.create_task(self._run_turn(out, utt, heard), name="talk-turn")
         self._turn.add_done_callback(self._turn_done)
 
     def _turn_done(self, task: asyncio.Task) -> None:
@@ -277,46 +281,20 @@ class Conversation:
             self._fatal = exc
             self._quit.set()
 
-    async def _run_turn(self, utt: Utterance, heard: tuple[STTStream, Hashable] | None = None) -> None:
-        record = TurnRecord(t_end=utt.t_end)
-        self._current = record
-        m = record.metrics
-        t_end = utt.t_end
-        self._set_state("thinking")
-        try:
-            transcript = await self.pipeline.hear(utt, m, stream=heard)
-            m.stt_s = time.monotonic() - t_end
-            record.user = transcript.text
-            if not transcript.text:  # noise, a cough: stay quiet, keep listening
-                log.info("heard nothing")
-                self._current = None
-                self._turn = None
-                self._set_state("listening")
-                return
-            t0 = time.perf_counter() - (time.monotonic() - t_end)
-            async for chunk in self.pipeline.respond(transcript.text, self.avatar_state, t0=t0,
-                                                     metrics=m):
-                self._play(record, chunk)
-        except Exception as exc:  # a failing turn never ends the conversation
-            record.error = str(exc) if isinstance(exc, AvatarError) else type(exc).__name__
-            log.warning("turn failed: %s", type(exc).__name__)
-            try:
-                async for chunk in self.pipeline.say(COULD_NOT_ANSWER, self.avatar_state):
-                    self._play(record, chunk)
-            except Exception as again:  # TTS itself is down: stay silent, keep listening
-                log.warning("apology failed: %s", type(again).__name__)
-        await self._wait_playout(record)
-        self._finish_record(record, heard_text(record.played, self.playback.heard_position()))
+    async def _run_turn(self, out: _LiveOutput, utt: Utterance,
+                        heard: tuple[STTStream, Hashable] | None) -> None:
+        # the one turn path (avatar_agent/turn.py); this front end plays into the speaker
+        # and the screen, and stays quiet on noise
+        await run_turn(self.pipeline, self.avatar_state, out, utterance=utt, stream=heard,
+                       mode="talk", quiet_on_nothing=True, result=out.result)
         self._current = None
         self._turn = None
-        self._set_state("listening")
+        self._set_state(TurnState.LISTENING)
 
     def _play(self, record: TurnRecord, chunk: FrameChunk) -> None:
         at = self.playback.enqueue(chunk.audio, chunk.sample_rate)
         show = self.presenter.play(chunk, at)
         record.played.append(_Played(chunk, at, show))
-        if self.state != "speaking":
-            self._set_state("speaking")
 
     async def _wait_playout(self, record: TurnRecord) -> None:
         if not record.played:
@@ -337,7 +315,10 @@ class Conversation:
                 item.show is None or item.show.done.is_set() for item in record.played):
             await asyncio.sleep(0.01)
 
-    def _finish_record(self, record: TurnRecord, heard: str) -> None:
+    def _finish_record(self, record: TurnRecord, result: TurnResult) -> dict[str, Any]:
+        record.user = result.transcript.text
+        record.error = result.failed
+        record.interrupted = result.interrupted
         m = record.metrics
         shows = [p.show for p in record.played if p.show is not None]
         if shows and shows[0].first_shown_t is not None and record.played:
@@ -351,25 +332,46 @@ class Conversation:
         all_offsets = [o for s in shows for o in s.offsets_ms]
         if all_offsets:
             m.stages["av_offset_max_ms"] = max(abs(o) for o in all_offsets)
-        if m.total_s is None or record.interrupted:
-            m.total_s = time.monotonic() - record.t_end
-        if record.user and not record.error:
-            self.pipeline.history.add(record.user, heard)
-        self.pipeline.transcript.append({
-            "mode": "talk", "user": record.user, "assistant": heard,
-            "interrupted": record.interrupted, "error": record.error,
-            "metrics": m.as_dict(), "voice_to_face_s": m.first_frame_s,
-        })
         for item in record.played:  # the record outlives the turn: keep text and timing only
             light = dataclasses.replace(item.chunk, frames=_NO_FRAMES, audio=_NO_AUDIO)
             item.chunk = light
             if item.show is not None:
                 item.show.chunk = light
-        self.turns.append(record)
+        if record.user or record.played:
+            self.turns.append(record)
         log.info("turn done: voice_to_face_s=%s interrupted=%s frames_dropped=%d",
                  None if m.first_frame_s is None else round(m.first_frame_s, 3),
                  record.interrupted, m.frames_dropped)
         _trim_heap()
+        return {"voice_to_face_s": m.first_frame_s}
+
+
+class _LiveOutput(TurnOutput):
+    """A live turn's output: the speaker queue and the screen, heard up to a barge-in."""
+
+    live = True
+
+    def __init__(self, conv: Conversation, record: TurnRecord) -> None:
+        self.conv = conv
+        self.record = record
+        self.result = TurnResult(metrics=record.metrics)
+        self.heard_pos: int | None = None  # set on barge-in: where the listener stopped hearing
+
+    def emit(self, chunk: FrameChunk) -> None:
+        self.conv._play(self.record, chunk)
+
+    async def drain(self) -> None:
+        await self.conv._wait_playout(self.record)
+
+    def heard(self) -> str:
+        pos = self.heard_pos if self.heard_pos is not None else self.conv.playback.heard_position()
+        return heard_text(self.record.played, pos)
+
+    def set_state(self, state: TurnState) -> None:
+        self.conv._set_state(state)
+
+    def finish(self, result: TurnResult) -> dict[str, Any]:
+        return self.conv._finish_record(self.record, result)
 
 
 def _trim_heap() -> None:

@@ -1,28 +1,34 @@
-"""The orchestrator: one conversational turn as a chain of streaming stages.
+"""The orchestrator's stages: STT, then the reply as a chain of streaming stages.
 
     Utterance ─STT→ Transcript ─LLM→ TextDelta* ─splitter→ Sentence* ─TTS→ SpeechChunk*
-              ─lip-sync→ FrameChunk*  (yielded in order, first one while the LLM still writes)
+              ─lip-sync→ FrameChunk*  (handed out in order, the first while the LLM still writes)
 
-Stages are asyncio tasks joined by bounded queues; blocking model calls run in each
-provider's single-worker executor (see ``workers.py``). Cancelling the consumer of
-:meth:`Pipeline.respond` cancels the whole turn.
+:meth:`Pipeline.respond` runs think (LLM + splitter), speak (TTS) and show (lip-sync) as
+tasks of one :class:`asyncio.TaskGroup` joined by bounded queues; blocking model calls
+run in each provider's single-thread :class:`~avatar_agent.workers.Worker`. Every stage
+has a time limit (``timeouts.*``): past it the stage fails with :class:`StageTimeout`
+and its worker thread is abandoned to the hung call, so later turns are not queued
+behind it. A whole turn (hear, answer or apologise, record) is
+:func:`avatar_agent.turn.run_turn`, the one turn path of every front end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Hashable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import registry
 from .audio.io import rms_db
 from .config import Config
+from .errors import StageTimeout
 from .lipsync.base import LipSyncEngine
 from .llm.base import LLM, ChatHistory, RambleGuard
 from .llm.splitter import split_sentences, split_text
@@ -40,28 +46,22 @@ SILENCE_DB = -50.0
 HEARD_NOTHING = "Sorry, I didn't hear anything. Could you say that again?"
 COULD_NOT_ANSWER = "Sorry, I could not answer that just now. Please try again."
 _QUEUE = 4  # bounded queues between stages: back-pressure, little latency
+T = TypeVar("T")
+Emit = Callable[[FrameChunk], "Awaitable[None] | None"]
 
 
-@dataclass
-class TurnResult:
-    """What one turn produced: the user's words, the reply and its timings."""
+async def _emit(emit: Emit, chunk: FrameChunk) -> None:
+    result = emit(chunk)
+    if inspect.isawaitable(result):
+        await result
 
-    transcript: Transcript
-    reply_text: str = ""
-    heard_nothing: bool = False
-    failed: str | None = None
-    metrics: TurnMetrics = field(default_factory=TurnMetrics)
 
-    def summary(self) -> str:
-        """Human-readable lines for the CLI."""
-        m = self.metrics
-        stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in m.stages.items())
-        lines = [f"you said: {self.transcript.text or '(nothing)'}",
-                 f"avatar:   {self.reply_text}",
-                 f"timings:  {stages}"]
-        if m.first_frame_s is not None:
-            lines.append(f"first frame after {m.first_frame_s * 1000:.0f} ms; total {m.total_s or 0:.2f} s")
-        return "\n".join(lines)
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of a task group's failure (the stage that failed first)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 class Pipeline:
@@ -77,6 +77,7 @@ class Pipeline:
         self.history = ChatHistory(cfg.llm.system_prompt, cfg.llm.history_turns)
         self.transcript = transcript or TranscriptLog(cfg.transcript.path)
         self._lipsync = Worker("lipsync")   # engine math off the loop, one thread
+        self._canned: dict[str, list[SpeechChunk]] = {}  # the apologies, made at warm-up
 
     @classmethod
     def from_config(cls, cfg: Config, store: ModelStore | None = None) -> Pipeline:
@@ -112,7 +113,9 @@ class Pipeline:
         """Run every stage once on throw-away input so the first real turn is not slower.
 
         First calls pay one-off costs (ONNX/CTranslate2 kernel setup, the LLM's KV cache
-        of the system prompt, which later prompts share as a prefix). Returns seconds.
+        of the system prompt, which later prompts share as a prefix). The apologies are
+        synthesized here once and kept: they are heard even when the TTS fails later.
+        Returns seconds.
         """
         t0 = time.perf_counter()
         rng = np.random.default_rng(0)
@@ -124,9 +127,11 @@ class Pipeline:
             await stream.result()
             await stream.aclose()
         await self.llm.complete(self.history.messages("Hello."), max_tokens=1, temperature=0.0)
-        async for chunk in self.tts.synthesize("Hello."):
-            await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm, chunk.sample_rate)
-        self.engine.reset(state)
+        for text in (COULD_NOT_ANSWER, HEARD_NOTHING):
+            self._canned[text] = [c async for c in self.tts.synthesize(text)]
+        for chunk in self._canned[COULD_NOT_ANSWER][:1]:
+            await self.render(state, chunk)
+        await self.reset_avatar(state)
         return time.perf_counter() - t0
 
     def tts_rate(self) -> int:
@@ -137,7 +142,62 @@ class Pipeline:
         """Run the engine's one-time analysis of the avatar (face, landmarks)."""
         return await self._lipsync.run(self.engine.prepare, image)
 
-    # ---------------------------------------------------------------- one turn
+    async def reset_avatar(self, state: Any) -> None:
+        """Close the mouth and restart its counters, on the lip-sync thread: after any
+        render of a cancelled turn that is still running, never interleaved with it."""
+        await self._lipsync.run(self.engine.restart, state)
+
+    # ---------------------------------------------------------------- stage limits
+    def _unstick(self, stage: str) -> None:
+        part = {"stt": self.stt, "llm": self.llm, "tts": self.tts, "lipsync": self._lipsync}[stage]
+        worker = part if isinstance(part, Worker) else getattr(part, "_worker", None)
+        if isinstance(worker, Worker) and worker.abandon():
+            log.warning("%s call hangs: its thread is left to it, later calls get a new one", stage)
+
+    def _timeout(self, stage: str, key: str) -> StageTimeout:
+        self._unstick(stage)
+        limit = getattr(self.cfg.timeouts, key)
+        return StageTimeout(f"{stage} gave nothing for {limit:g} s",
+                            hint=f"check the {stage} provider, or raise timeouts.{key}")
+
+    async def _within(self, stage: str, key: str, awaitable: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(getattr(self.cfg.timeouts, key)):
+                return await awaitable
+        except TimeoutError:
+            raise self._timeout(stage, key) from None
+
+    async def _paced(self, stage: str, first: str, gap: str, items: AsyncIterator[T]) -> AsyncIterator[T]:
+        """The items of ``items``, the first within ``timeouts.<first>``, each next one
+        within ``timeouts.<gap>`` of the one before."""
+        key = first
+        async with contextlib.aclosing(items):
+            while True:
+                try:
+                    async with asyncio.timeout(getattr(self.cfg.timeouts, key)):
+                        item = await anext(items)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise self._timeout(stage, key) from None
+                yield item
+                key = gap
+
+    async def render(self, state: Any, chunk: SpeechChunk) -> FrameChunk:
+        """One speech chunk -> its lip-synced frames, on the lip-sync thread."""
+        return await self._within("lipsync", "lipsync_s", self._lipsync.run(
+            self.engine.render_chunk, state, chunk.pcm, chunk.sample_rate, chunk.text, chunk.phonemes))
+
+    async def speech(self, text: str) -> AsyncIterator[SpeechChunk]:
+        """``text`` spoken by the TTS (the apologies: as prepared at warm-up)."""
+        if text in self._canned:
+            for chunk in self._canned[text]:
+                yield chunk
+            return
+        async for chunk in self._paced("tts", "tts_s", "tts_s", self.tts.synthesize(text)):
+            yield chunk
+
+    # ---------------------------------------------------------------- the stages
     async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None, *,
                    stream: tuple[STTStream, Hashable] | None = None) -> Transcript:
         """Transcribe an utterance; near-silence gives an empty transcript without STT.
@@ -149,18 +209,16 @@ class Pipeline:
         if rms_db(utt.pcm) < SILENCE_DB:
             return Transcript(text="", audio_s=utt.duration_s)
         t0 = time.perf_counter()
-        if stream is not None:
-            result = await stream[0].result(stream[1])
-        else:
-            result = await self.stt.transcribe(utt)
+        job = stream[0].result(stream[1]) if stream is not None else self.stt.transcribe(utt)
+        result = await self._within("stt", "stt_s", job)
         if metrics is not None:
             metrics.stages["stt"] = time.perf_counter() - t0
         return result
 
-    async def respond(self, user_text: str, state: Any, *, t0: float | None = None,
-                      metrics: TurnMetrics | None = None, reply: list[str] | None = None,
-                      ) -> AsyncIterator[FrameChunk]:
-        """Stream the avatar's answer to ``user_text`` as lip-synced chunks, in order.
+    async def respond(self, user_text: str, state: Any, emit: Emit, *, t0: float | None = None,
+                      metrics: TurnMetrics | None = None, reply: list[str] | None = None) -> None:
+        """Answer ``user_text``: each lip-synced chunk goes to ``emit`` in order, the first
+        while the LLM still writes. Raises the first stage failure (the others stop).
 
         ``t0``: the perf-counter origin of the metrics (end of user speech);
         ``reply``: filled with the spoken sentences as they are produced.
@@ -172,35 +230,42 @@ class Pipeline:
         sentences: asyncio.Queue[Sentence | None] = asyncio.Queue(_QUEUE)
         speech: asyncio.Queue[SpeechChunk | None] = asyncio.Queue(_QUEUE)
 
-        async def think() -> None:
-            async def deltas():
-                # a looping, copying or endless reply is cut (RambleGuard); a reply that
-                # starts as a copy of an earlier answer is asked again without the history
-                c = self.cfg.llm
-                fresh = [messages[0], messages[-1]]
-                for attempt in (messages, fresh):
-                    guard = RambleGuard(loop_ngram=c.loop_ngram, copy_ngram=c.copy_ngram,
-                                        max_words=c.max_spoken_words,
-                                        previous=self.history.answers()[-2:])
-                    said = False
-                    async with contextlib.aclosing(self.llm.stream(
-                            attempt, max_tokens=c.max_tokens, temperature=c.temperature)) as stream:
-                        async for delta in stream:
-                            if metrics.first_token_s is None:
-                                metrics.first_token_s = time.perf_counter() - t0
-                            if text := guard.push(delta.text):
-                                said = True
-                                yield TextDelta(text)
-                            if guard.done:
-                                break
-                    if text := guard.flush():
-                        said = True
-                        yield TextDelta(text)
-                    if guard.stopped:
-                        log.info("reply cut: %s", guard.stopped)
-                    if guard.stopped != "copy" or said or attempt is fresh:
-                        return
+        async def deltas() -> AsyncIterator[TextDelta]:
+            # a looping, copying or endless reply is cut (RambleGuard); a reply that starts
+            # as a copy of an earlier answer is asked again without the history; a stall
+            # after the first words ends the reply there
+            c = self.cfg.llm
+            fresh = [messages[0], messages[-1]]
+            for attempt in (messages, fresh):
+                guard = RambleGuard(loop_ngram=c.loop_ngram, copy_ngram=c.copy_ngram,
+                                    max_words=c.max_spoken_words, previous=self.history.answers()[-2:])
+                said = False
+                stream = self._paced("llm", "llm_first_s", "llm_stall_s", self.llm.stream(
+                    attempt, max_tokens=c.max_tokens, temperature=c.temperature))
+                try:
+                    async for delta in stream:
+                        if metrics.first_token_s is None:
+                            metrics.first_token_s = time.perf_counter() - t0
+                        if text := guard.push(delta.text):
+                            said = True
+                            yield TextDelta(text)
+                        if guard.done:
+                            break
+                except StageTimeout:
+                    if not said:
+                        raise
+                    log.warning("reply cut: the LLM stalled")  # what it said is kept
+                finally:
+                    await stream.aclose()
+                if text := guard.flush():
+                    said = True
+                    yield TextDelta(text)
+                if guard.stopped:
+                    log.info("reply cut: %s", guard.stopped)
+                if guard.stopped != "copy" or said or attempt is fresh:
+                    return
 
+        async def think() -> None:
             async for sentence in split_sentences(deltas()):
                 if metrics.first_sentence_s is None:
                     metrics.first_sentence_s = time.perf_counter() - t0
@@ -210,97 +275,44 @@ class Pipeline:
         async def speak() -> None:
             while (sentence := await sentences.get()) is not None:
                 first = True
-                async for chunk in self.tts.synthesize(sentence.text):
+                async for chunk in self.speech(sentence.text):
                     if metrics.first_audio_s is None:
                         metrics.first_audio_s = time.perf_counter() - t0
                     # a sentence's text rides on its first chunk only (streamed TTS sends
                     # several), so the reply and the history hold each sentence once
                     text = (chunk.text or sentence.text) if first else ""
                     first = False
-                    await speech.put(SpeechChunk(chunk.pcm, chunk.sample_rate, text, chunk.phonemes))
+                    await speech.put(replace(chunk, text=text))
             await speech.put(None)
 
-        tasks = [asyncio.create_task(think(), name="turn-think"),
-                 asyncio.create_task(speak(), name="turn-speak")]
-        pending = set(tasks)
-        try:
-            while True:
-                getter = asyncio.ensure_future(speech.get())
-                while not getter.done():
-                    await asyncio.wait([getter, *pending], return_when=asyncio.FIRST_COMPLETED)
-                    for task in [t for t in pending if t.done()]:
-                        pending.discard(task)
-                        if task.exception() is not None:  # a stage failed: fail the turn
-                            getter.cancel()
-                            raise task.exception()
-                chunk = getter.result()
-                if chunk is None:
-                    break
-                frames = await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm,
-                                                 chunk.sample_rate, chunk.text, chunk.phonemes)
+        async def show() -> None:
+            while (chunk := await speech.get()) is not None:
+                frames = await self.render(state, chunk)
                 if metrics.first_frame_s is None:
                     metrics.first_frame_s = time.perf_counter() - t0
                 if chunk.text:
                     reply.append(chunk.text)
-                yield frames
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                await _emit(emit, frames)
+
+        try:
+            async with asyncio.TaskGroup() as stages:
+                stages.create_task(think(), name="turn-think")
+                stages.create_task(speak(), name="turn-speak")
+                stages.create_task(show(), name="turn-show")
+        except BaseExceptionGroup as failed:
+            raise _first_error(failed) from None
         metrics.total_s = time.perf_counter() - t0
 
-    async def say(self, text: str, state: Any) -> AsyncIterator[FrameChunk]:
-        """Speak fixed ``text`` (no LLM) as lip-synced chunks, one per sentence.
+    async def say(self, text: str, state: Any, emit: Emit) -> None:
+        """Speak fixed ``text`` (no LLM): lip-synced chunks to ``emit``, sentence by sentence.
 
-        Each chunk carries its own sentence, so a cut-off reply keeps only what was heard.
+        A sentence's text rides on its first chunk, so a cut-off reply keeps only what was heard.
         """
         for sentence in split_text(text) or [text]:
-            async for chunk in self.tts.synthesize(sentence):
-                yield await self._lipsync.run(self.engine.render_chunk, state, chunk.pcm,
-                                              chunk.sample_rate, sentence, chunk.phonemes)
-
-    async def turn(self, utt: Utterance, state: Any) -> tuple[TurnResult, AsyncIterator[FrameChunk]]:
-        """Hear ``utt`` and return the result plus the stream of reply chunks.
-
-        The result's ``reply_text``/``metrics`` are complete once the stream is exhausted;
-        the turn is then appended to the transcript and the history.
-        """
-        t0 = time.perf_counter()
-        result = TurnResult(transcript=Transcript(text=""))
-        result.transcript = await self.hear(utt, result.metrics)
-        result.metrics.stt_s = time.perf_counter() - t0
-        return result, self._stream_turn(result, state, t0)
-
-    async def _stream_turn(self, result: TurnResult, state: Any, t0: float) -> AsyncIterator[FrameChunk]:
-        spoken: list[str] = []
-        user_text = result.transcript.text
-        try:
-            if not user_text:
-                result.heard_nothing = True
-                async for chunk in self.say(HEARD_NOTHING, state):
-                    spoken.append(chunk.text)
-                    yield chunk
-            else:
-                try:
-                    async for chunk in self.respond(user_text, state, t0=t0, metrics=result.metrics,
-                                                    reply=spoken):
-                        yield chunk
-                except Exception as exc:  # a failing turn never ends the conversation
-                    result.failed = str(exc)
-                    log.warning("turn failed", extra={"error": type(exc).__name__})
-                    async for chunk in self.say(COULD_NOT_ANSWER, state):
-                        yield chunk
-                    spoken = [COULD_NOT_ANSWER]
-        finally:
-            result.reply_text = " ".join(s.strip() for s in spoken if s.strip())
-            if result.metrics.total_s is None:
-                result.metrics.total_s = time.perf_counter() - t0
-            result.metrics.stages.setdefault("total", result.metrics.total_s)
-            if user_text and not result.failed:
-                self.history.add(user_text, result.reply_text)
-            self.transcript.append({"user": user_text, "assistant": result.reply_text,
-                                    "heard_nothing": result.heard_nothing, "error": result.failed,
-                                    "metrics": result.metrics.as_dict()})
+            first = True
+            async for chunk in self.speech(sentence):
+                await _emit(emit, await self.render(state, replace(chunk, text=sentence if first else "")))
+                first = False
 
     async def aclose(self) -> None:
         """Close providers and workers."""

@@ -1,12 +1,14 @@
 """File-mode turns: ``reply`` (question audio -> avatar mp4), ``say`` and ``render``.
 
-They reuse the live orchestrator (:class:`Pipeline`) with a file source and an mp4 sink.
+``reply`` and ``say`` run the one turn path (:func:`avatar_agent.turn.run_turn`) with a
+file source and an mp4 sink; ``render`` lip-syncs a given audio file (no turn).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,9 +19,10 @@ from .audio.io import PIPELINE_RATE, load_audio
 from .config import Config
 from .errors import InputError
 from .models import ModelStore
-from .pipeline import Pipeline, TurnResult
+from .pipeline import Pipeline
 from .render.mp4 import Mp4Writer
-from .types import FrameChunk, Transcript, Utterance
+from .turn import TurnOutput, TurnResult, run_turn
+from .types import FrameChunk, SpeechChunk, Utterance
 
 CLOSING_S = 0.4  # a file answer ends on a moment of silence: the mouth settles closed
 
@@ -67,51 +70,63 @@ def _check_output(path: Path) -> None:
         raise InputError(f"output {path} must end in .mp4", hint="e.g. --output out/reply.mp4")
 
 
-async def _write(chunks, writer: Mp4Writer, show: bool, pipe: Pipeline, state) -> None:
-    # chunks are kept in memory only to be played afterwards (--show): a long reply's
-    # frames would otherwise pile up (30 s at 512x512 is ~0.6 GB)
-    shown: list[FrameChunk] = []
-    rate = None
-    async for chunk in chunks:
-        writer.add_chunk(chunk)
-        rate = chunk.sample_rate
-        if show:
-            shown.append(chunk)
-    if rate is not None:  # continue the engine's state through a short silence
-        tail = await asyncio.to_thread(pipe.engine.render_chunk, state,
-                                       np.zeros(int(CLOSING_S * rate), np.float32), rate)
-        writer.add_chunk(tail)
-        shown.append(tail)
-    if show:
-        play_in_window(shown)
+class _FileOutput(TurnOutput):
+    """A file turn's output: every chunk into the mp4 (kept in memory only for --show)."""
+
+    def __init__(self, writer: Mp4Writer, keep: bool) -> None:
+        self.writer = writer
+        self.keep = keep
+        self.chunks: list[FrameChunk] = []  # a long reply's frames only when they are shown
+        self.rate: int | None = None
+
+    def emit(self, chunk: FrameChunk) -> None:
+        self.writer.add_chunk(chunk)
+        self.rate = chunk.sample_rate
+        if self.keep:
+            self.chunks.append(chunk)
+
+    async def close_mouth(self, pipe: Pipeline, state) -> None:
+        """End on a moment of silence, continuing the engine's state: the mouth settles."""
+        if self.rate is not None:
+            tail = await pipe.render(state, SpeechChunk(np.zeros(int(CLOSING_S * self.rate), np.float32),
+                                                        self.rate))
+            self.emit(tail)
 
 
-def play_in_window(chunks: list[FrameChunk], title: str = "avatar_agent") -> None:
-    """Play chunks in an OpenCV window with their audio, when a display exists."""
-    if not os.environ.get("DISPLAY"):
+async def show_in_window(cfg: Config, pipe: Pipeline, state, chunks: list[FrameChunk]) -> None:
+    """``reply --show``: play ``chunks`` with the live presenter, paced by the speaker's
+    clock as in ``talk``. Without a display or a speaker: one warning line, nothing shown."""
+    from .audio.playback import Playback
+    from .errors import DeviceError
+    from .live import _check_display
+    from .render.window import Presenter
+
+    if not chunks:
         return
-    import cv2
-
+    quit_now = threading.Event()
+    playback = Playback(device=cfg.audio.output_device, block_ms=cfg.audio.output_block_ms,
+                        latency=cfg.audio.latency)
+    presenter = Presenter(clock=playback, idle_fn=lambda t: pipe.engine.idle_frame(state, t),
+                          fps=pipe.engine.fps, title=cfg.window.title, show_status=False,
+                          scale=cfg.window.scale, on_quit=quit_now.set)
     try:
-        import sounddevice as sd
-
-        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
-        sd.play(audio, chunks[0].sample_rate if chunks else 22050)
-    except Exception:  # no audio device: show the frames anyway
-        sd = None
-    t_start = time.monotonic()
-    k = 0
-    frames = [f for c in chunks for f in c.frames]
-    fps = chunks[0].fps if chunks else 25.0
-    while k < len(frames):
-        cv2.imshow(title, frames[k])
-        key = cv2.waitKey(max(1, int((t_start + (k + 1) / fps - time.monotonic()) * 1000)))
-        if key in (ord("q"), 27):
-            break
-        k = max(k + 1, int((time.monotonic() - t_start) * fps))
-    if sd is not None:
-        sd.stop()
-    cv2.destroyAllWindows()
+        _check_display()
+        playback.start()
+        presenter.start()
+    except DeviceError as exc:
+        playback.close()
+        print(f"warning: not shown: {exc}", file=sys.stderr)
+        return
+    try:
+        shows = [presenter.play(c, playback.enqueue(c.audio, c.sample_rate)) for c in chunks]
+        end = shows[-1].at.end
+        # the speaker's clock and the window thread's flags, polled: nothing to await on
+        while (playback.heard_position() < end or not shows[-1].done.is_set()) \
+                and not quit_now.is_set() and presenter.running and playback.active:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    finally:
+        await asyncio.to_thread(presenter.stop)
+        playback.close()
 
 
 async def reply_async(cfg: Config, question: Path, output: Path, *, show: bool = False,
@@ -126,9 +141,12 @@ async def reply_async(cfg: Config, question: Path, output: Path, *, show: bool =
     state = await pipe.prepare_avatar(image)
     setup_s = time.perf_counter() - t0
     utt = Utterance(pcm=pcm, sample_rate=PIPELINE_RATE)
-    result, chunks = await pipe.turn(utt, state)
     with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate(), **_quality(cfg)) as writer:
-        await _write(chunks, writer, show, pipe, state)
+        out = _FileOutput(writer, keep=show)
+        result = await run_turn(pipe, state, out, utterance=utt, mode="reply")  # the one turn path
+        await out.close_mouth(pipe, state)
+    if show:
+        await show_in_window(cfg, pipe, state, out.chunks)
     result.metrics.stages = {**{f"load_{k}": v for k, v in load_s.items()},
                              "setup": setup_s, **result.metrics.stages}
     if pipeline is None:
@@ -162,14 +180,18 @@ async def say_async(cfg: Config, text: str, output: Path) -> TurnResult:
     pipe = Pipeline(cfg=cfg, stt=None, llm=None, tts=tts, engine=engine)  # type: ignore[arg-type]
     state = await pipe.prepare_avatar(image)
     t0 = time.perf_counter()
-    with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate(), **_quality(cfg)) as writer:
-        await _write(pipe.say(text, state), writer, False, pipe, state)
-        if writer.frames_written == 0:  # the voice read nothing it could speak
-            raise InputError(f"the voice produced no speech for {text.strip()[:40]!r}",
-                             hint="give words in the voice's language")
-    result = TurnResult(transcript=Transcript(text=""), reply_text=text)
+    try:
+        with Mp4Writer(output, fps=cfg.lipsync.fps, sample_rate=pipe.tts_rate(), **_quality(cfg)) as writer:
+            out = _FileOutput(writer, keep=False)
+            result = await run_turn(pipe, state, out, say=text, mode="say")  # the one turn path
+            await out.close_mouth(pipe, state)
+            if writer.frames_written == 0:  # the voice read nothing it could speak
+                raise InputError(f"the voice produced no speech for {text.strip()[:40]!r}",
+                                 hint="give words in the voice's language")
+    finally:
+        await pipe.aclose()
+    result.reply_text = text
     result.metrics.stages["say"] = time.perf_counter() - t0
-    await pipe.aclose()
     return result
 
 

@@ -56,8 +56,8 @@ class Worker:
             if self._closed:
                 raise RuntimeError(f"worker {self.name} is closed")
             if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name=f"avatar-{self.name}",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._serve, args=(self._jobs,),
+                                                name=f"avatar-{self.name}", daemon=True)
                 self._thread.start()
             self._jobs.put((future, fn, args))
         return future
@@ -77,11 +77,36 @@ class Worker:
                     job[0].cancel()
             self._jobs.put(_STOP)
 
+    def abandon(self) -> bool:
+        """A call hangs (a stage timed out): leave it to its thread, serve later calls on
+        a fresh one. The old thread exits when (if ever) that call returns; queued calls
+        move to the new thread in order. Returns False when no call was running."""
+        with self._lock:
+            with _busy_lock:
+                running = self._thread is not None and self._thread.ident in _busy
+            if self._closed or not running:
+                return False
+            old, self._jobs = self._jobs, queue.SimpleQueue()
+            while True:
+                try:
+                    job = old.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not _STOP:
+                    self._jobs.put(job)
+            old.put(_STOP)
+            self._thread = None
+            if not self._jobs.empty():
+                self._thread = threading.Thread(target=self._serve, args=(self._jobs,),
+                                                name=f"avatar-{self.name}", daemon=True)
+                self._thread.start()
+            return True
+
     # ---------------------------------------------------------------- worker thread
-    def _serve(self) -> None:
+    def _serve(self, jobs: queue.SimpleQueue) -> None:
         me = threading.get_ident()
         while True:
-            job = self._jobs.get()
+            job = jobs.get()
             if job is _STOP:
                 return
             future, fn, args = job

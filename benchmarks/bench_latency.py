@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
@@ -105,7 +104,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     pb = Playback(block_ms=cfg.audio.output_block_ms, latency=cfg.audio.latency)
     mic.start()
     pb.start()
-    presenter = Presenter(clock=pb, idle_fn=lambda t: pipeline.engine.idle(state, t),
+    presenter = Presenter(clock=pb, idle_fn=lambda t: pipeline.engine.idle_frame(state, t),
                           fps=pipeline.engine.fps, title="avatar_bench")
     presenter.start()
     conv = Conversation(cfg=cfg, pipeline=pipeline, mic=mic, playback=pb, presenter=presenter,
@@ -140,12 +139,15 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
         await runner
         offsets, dropped, frames, t_first = [], 0, 0, None
         shows = []
-        async with contextlib.aclosing(pipeline.say(LONG_TEXT + " " + LONG_TEXT, state)) as chunks:
-            async for chunk in chunks:
-                shows.append(presenter.play(chunk, pb.enqueue(chunk.audio, chunk.sample_rate)))
-                frames += len(chunk.frames)
-                if frames / pipeline.engine.fps >= reply_s:
-                    break
+
+        async def show(chunk) -> None:
+            nonlocal frames
+            if frames / pipeline.engine.fps >= reply_s:
+                return  # long enough: the rest is not queued
+            shows.append(presenter.play(chunk, pb.enqueue(chunk.audio, chunk.sample_rate)))
+            frames += len(chunk.frames)
+
+        await pipeline.say(LONG_TEXT + " " + LONG_TEXT, state, show)
         await asyncio.to_thread(shows[-1].done.wait, reply_s + 60)
         for s in shows:
             offsets += s.offsets_ms

@@ -112,7 +112,7 @@ async def _session(cfg: Config, store: ModelStore, face: np.ndarray):
     pb = Playback(sample_rate=SR, block_ms=20)
     stream = FakeOutputStream(pb)
     pb._stream, pb._latency = stream, stream.latency
-    presenter = Presenter(clock=pb, idle_fn=lambda t: pipeline.engine.idle(state, t),
+    presenter = Presenter(clock=pb, idle_fn=lambda t: pipeline.engine.idle_frame(state, t),
                           fps=pipeline.engine.fps, window=False)
     presenter.start()
     mic = FakeMic()

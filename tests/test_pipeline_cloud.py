@@ -11,6 +11,7 @@ import numpy as np
 from avatar_agent.config import load_config
 from avatar_agent.models import ModelStore
 from avatar_agent.pipeline import Pipeline
+from avatar_agent.turn import TurnOutput, run_turn
 from avatar_agent.types import Utterance
 
 from .openai_server import OpenAIServer
@@ -31,8 +32,10 @@ async def test_cloud_turn_through_the_pipeline(monkeypatch, tmp_path, speak, hop
         pipe = Pipeline.from_config(cfg, ModelStore(progress=False))
         state = await pipe.prepare_avatar(hopper_bgr)
         question = speak("What can you do?")
-        result, chunks = await pipe.turn(Utterance(question, 16000), state)
-        got = [c async for c in chunks]
+        got: list = []
+        out = TurnOutput()
+        out.emit = got.append
+        result = await run_turn(pipe, state, out, utterance=Utterance(question, 16000))
         await pipe.aclose()
     assert result.transcript.text == "What can you do?"
     assert len(got) > 2  # the speech API streamed several chunks

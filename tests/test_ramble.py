@@ -107,7 +107,8 @@ async def test_a_looping_llm_still_speaks_early_and_the_reply_ends(tmp_path, sto
     pipe = make_pipeline(tmp_path, store, llm)
     state = await pipe.prepare_avatar(face_bgr)
     reply: list[str] = []
-    chunks = [c async for c in pipe.respond("Where is the front door?", state, reply=reply)]
+    chunks: list = []
+    await pipe.respond("Where is the front door?", state, chunks.append, reply=reply)
     assert chunks, "the avatar said nothing"
     text = " ".join(reply).lower()
     assert text.count("the front of") <= 1, text  # the loop was cut, never spoken twice
@@ -121,12 +122,10 @@ async def test_a_reply_that_copies_the_previous_answer_is_asked_again(tmp_path, 
     pipe = make_pipeline(tmp_path, store, llm)
     state = await pipe.prepare_avatar(face_bgr)
     first: list[str] = []
-    async for _ in pipe.respond("Will it be sunny tomorrow?", state, reply=first):
-        pass
+    await pipe.respond("Will it be sunny tomorrow?", state, lambda chunk: None, reply=first)
     pipe.history.add("Will it be sunny tomorrow?", " ".join(first))
     second: list[str] = []
-    async for _ in pipe.respond("And the day after?", state, reply=second):
-        pass
+    await pipe.respond("And the day after?", state, lambda chunk: None, reply=second)
     assert " ".join(first) == "It will be sunny and warm all day tomorrow."
     assert " ".join(second) != " ".join(first)
     assert "sunny and warm" not in " ".join(second)

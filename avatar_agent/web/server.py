@@ -192,7 +192,7 @@ class Session:
         self.speaker.start()
         state = self.state
         self.presenter = _WebPresenter(self, clock=self.speaker,
-                                       idle_fn=lambda t: engine.idle(state, t), fps=engine.fps)
+                                       idle_fn=lambda t: engine.idle_frame(state, t), fps=engine.fps)
         self.presenter.on_frame = self.video.push
         self.presenter.start()
         self.conv = Conversation(cfg=self.cfg, pipeline=self.pipeline, mic=self.mic,
@@ -264,7 +264,8 @@ class Session:
             await asyncio.to_thread(self.presenter.stop)
             self.presenter.on_frame = None
         if self.state is not None and self.pipeline is not None:
-            self.pipeline.engine.reset(self.state)
+            with contextlib.suppress(RuntimeError):  # the server is closing its workers
+                await self.pipeline.reset_avatar(self.state)
         with contextlib.suppress(Exception):
             await self.pc.close()
         self.server.forget(self)
