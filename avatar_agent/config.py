@@ -293,7 +293,7 @@ class AudioConfig(_Section):
         -18.0, le=0, description="echo=gate: mic must exceed the speaker's own level plus this (dB)."
     )
     latency: Literal["low", "high"] = Field("low", description="PortAudio latency hint for both streams.")
-    device_retries: int = Field(3, ge=0, description="Reopen a lost input device this many times.")
+    device_retries: int = Field(3, ge=0, description="Reopen a lost microphone or speaker this many times (1 s apart).")
 
 
 class WindowConfig(_Section):
@@ -304,11 +304,11 @@ class WindowConfig(_Section):
 
 
 class TimeoutsConfig(_Section):
-    stt_s: float = Field(10.0, gt=0, description="Longest wait for a transcript after the speech ends.")
-    llm_first_s: float = Field(10.0, gt=0, description="Longest wait for the reply's first token.")
-    llm_stall_s: float = Field(8.0, gt=0, description="Longest gap between tokens; later, the reply ends where it got to.")
-    tts_s: float = Field(10.0, gt=0, description="Longest wait for a sentence's (next) speech chunk.")
-    lipsync_s: float = Field(10.0, gt=0, description="Longest wait for one chunk's frames.")
+    stt_s: float = Field(30.0, gt=0, description="Longest wait for a transcript after the speech ends.")
+    llm_first_s: float = Field(30.0, gt=0, description="Longest wait for the reply's first token.")
+    llm_stall_s: float = Field(20.0, gt=0, description="Longest gap between tokens; later, the reply ends where it got to.")
+    tts_s: float = Field(30.0, gt=0, description="Longest wait for a sentence's (next) speech chunk.")
+    lipsync_s: float = Field(30.0, gt=0, description="Longest wait for one chunk's frames.")
 
 
 class TranscriptConfig(_Section):

@@ -303,8 +303,8 @@ class Conversation:
         deadline = time.monotonic() + self.playback.queued_s() + _PLAYOUT_SLACK_S
         while self.playback.heard_position() < end:
             if time.monotonic() > deadline or not self.playback.active:
-                raise DeviceError("the audio output stopped playing (device lost?)",
-                                  hint="reconnect the speaker or check audio.output_device")
+                await self._speaker_lost()  # the rest of this reply went with the device
+                return
             await asyncio.sleep(0.01)
         # the tail of our voice may still ring in the room: keep the gate shut a little
         self._gate_until = time.monotonic() + self.cfg.audio.echo_tail_ms / 1000.0
@@ -314,6 +314,27 @@ class Conversation:
         while time.monotonic() < deadline and not all(  # noqa: ASYNC110
                 item.show is None or item.show.done.is_set() for item in record.played):
             await asyncio.sleep(0.01)
+
+    async def _speaker_lost(self) -> None:
+        """The speaker stopped mid-reply: what was queued for it is dropped (the turn
+        records the reply as heard up to here), and the speaker is reopened
+        (``audio.device_retries`` times, 1 s apart) so the conversation goes on; a speaker
+        that stays gone ends it (DeviceError, exit 7)."""
+        heard = self.playback.flush()
+        self.presenter.clear()
+        if self._current is not None and self._current.heard_pos is None:
+            self._current.heard_pos = heard
+        for left in range(self.cfg.audio.device_retries, 0, -1):
+            log.warning("speaker lost, reopening", extra={"left": left - 1})
+            self.playback.close()
+            await asyncio.sleep(1.0)
+            try:
+                self.playback.start()
+                return
+            except DeviceError:
+                continue
+        raise DeviceError("the audio output stopped playing (device lost?)",
+                          hint="reconnect the speaker or check audio.output_device")
 
     def _finish_record(self, record: TurnRecord, result: TurnResult) -> dict[str, Any]:
         record.user = result.transcript.text
@@ -357,7 +378,9 @@ class _LiveOutput(TurnOutput):
         self.result = TurnResult(metrics=record.metrics)
         self.heard_pos: int | None = None  # set on barge-in: where the listener stopped hearing
 
-    def emit(self, chunk: FrameChunk) -> None:
+    async def emit(self, chunk: FrameChunk) -> None:
+        if not self.conv.playback.active:  # lost while the reply was being made
+            await self.conv._speaker_lost()  # reopened: the rest of the reply plays there
         self.conv._play(self.record, chunk)
 
     async def drain(self) -> None:

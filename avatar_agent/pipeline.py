@@ -218,7 +218,8 @@ class Pipeline:
     async def respond(self, user_text: str, state: Any, emit: Emit, *, t0: float | None = None,
                       metrics: TurnMetrics | None = None, reply: list[str] | None = None) -> None:
         """Answer ``user_text``: each lip-synced chunk goes to ``emit`` in order, the first
-        while the LLM still writes. Raises the first stage failure (the others stop).
+        while the LLM still writes. A TTS or lip-sync failure stops the other stages and
+        is raised; an LLM failure is raised after the sentences it wrote were spoken.
 
         ``t0``: the perf-counter origin of the metrics (end of user speech);
         ``reply``: filled with the spoken sentences as they are produced.
@@ -229,16 +230,19 @@ class Pipeline:
         messages = self.history.messages(user_text)
         sentences: asyncio.Queue[Sentence | None] = asyncio.Queue(_QUEUE)
         speech: asyncio.Queue[SpeechChunk | None] = asyncio.Queue(_QUEUE)
+        llm_failed: list[Exception] = []
 
         async def deltas() -> AsyncIterator[TextDelta]:
             # a looping, copying or endless reply is cut (RambleGuard); a reply that starts
-            # as a copy of an earlier answer is asked again without the history; a stall
-            # after the first words ends the reply there
+            # as a copy of an earlier answer is asked again without the history, and that
+            # answer stands (the same question asked again may well get the same answer);
+            # a stall after the first words ends the reply there
             c = self.cfg.llm
             fresh = [messages[0], messages[-1]]
             for attempt in (messages, fresh):
+                previous = self.history.answers()[-2:] if attempt is messages else []
                 guard = RambleGuard(loop_ngram=c.loop_ngram, copy_ngram=c.copy_ngram,
-                                    max_words=c.max_spoken_words, previous=self.history.answers()[-2:])
+                                    max_words=c.max_spoken_words, previous=previous)
                 said = False
                 stream = self._paced("llm", "llm_first_s", "llm_stall_s", self.llm.stream(
                     attempt, max_tokens=c.max_tokens, temperature=c.temperature))
@@ -255,6 +259,11 @@ class Pipeline:
                     if not said:
                         raise
                     log.warning("reply cut: the LLM stalled")  # what it said is kept
+                except Exception as exc:
+                    if not said:
+                        raise
+                    llm_failed.append(exc)  # what it wrote is said, then the apology
+                    return
                 finally:
                     await stream.aclose()
                 if text := guard.flush():
@@ -266,10 +275,13 @@ class Pipeline:
                     return
 
         async def think() -> None:
-            async for sentence in split_sentences(deltas()):
-                if metrics.first_sentence_s is None:
-                    metrics.first_sentence_s = time.perf_counter() - t0
-                await sentences.put(sentence)
+            try:
+                async for sentence in split_sentences(deltas()):
+                    if metrics.first_sentence_s is None:
+                        metrics.first_sentence_s = time.perf_counter() - t0
+                    await sentences.put(sentence)
+            except Exception as exc:  # the LLM died mid-reply: what it wrote is still said
+                llm_failed.append(exc)
             await sentences.put(None)
 
         async def speak() -> None:
@@ -302,6 +314,8 @@ class Pipeline:
         except BaseExceptionGroup as failed:
             raise _first_error(failed) from None
         metrics.total_s = time.perf_counter() - t0
+        if llm_failed:
+            raise llm_failed[0]
 
     async def say(self, text: str, state: Any, emit: Emit) -> None:
         """Speak fixed ``text`` (no LLM): lip-synced chunks to ``emit``, sentence by sentence.

@@ -65,6 +65,12 @@ class SpeakerClock(Protocol):
 
     sample_rate: int
 
+    def start(self) -> None:
+        """(Re)open the output (the timeline continues); raises DeviceError when it cannot."""
+
+    def close(self) -> None:
+        """Stop handing out audio. Safe to call twice."""
+
     @property
     def active(self) -> bool:
         """True while audio is being handed out."""

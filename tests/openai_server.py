@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class OpenAIServer:
         self.api_key = api_key
         self.reply_tokens: list[str] = ["Hello", " there", "!", " How", " can", " I", " help", "?"]
         self.token_delay_s = 0.0
+        self.die_after_tokens: int | None = None  # next stream: the server drops the connection after this many
         self.transcript = "hello world"
         self.speech_chunk_bytes = 4801  # odd on purpose: int16 samples split across reads
         self.speech_delay_s = 0.0
@@ -200,7 +202,12 @@ def _make_handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
             if not self._write_chunk(f"data: {json.dumps(first)}\n\n".encode()):
                 return
-            for tok in tokens:
+            die_after, server.die_after_tokens = server.die_after_tokens, None
+            for k, tok in enumerate(tokens):
+                if k == die_after:  # the server process dies mid-stream: no [DONE], no chunk end
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
                 time.sleep(server.token_delay_s)
                 chunk = {**base, "object": "chat.completion.chunk", "choices": [
                     {"index": 0, "delta": {"content": tok}, "finish_reason": None}]}

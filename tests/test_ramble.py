@@ -131,3 +131,26 @@ async def test_a_reply_that_copies_the_previous_answer_is_asked_again(tmp_path, 
     assert "sunny and warm" not in " ".join(second)
     assert llm.calls == [2, 4, 2]  # first turn; second with history (a copy); again without
     await pipe.aclose()
+
+
+class FakeSameAnswerLLM(LLM):
+    """FAKE: the same answer every time, with or without the history."""
+
+    name = "fake-same"
+
+    async def _stream_impl(self, messages, *, max_tokens, temperature):
+        for k, word in enumerate("The moon is about four billion years old.".split(" ")):
+            yield TextDelta(word if k == 0 else " " + word)
+
+
+async def test_a_question_asked_again_gets_its_answer_again(tmp_path, store, face_bgr):
+    pipe = make_pipeline(tmp_path, store, FakeSameAnswerLLM())
+    state = await pipe.prepare_avatar(face_bgr)
+    first: list[str] = []
+    await pipe.respond("How old is the moon?", state, lambda chunk: None, reply=first)
+    pipe.history.add("How old is the moon?", " ".join(first))
+    again: list[str] = []
+    await pipe.respond("How old is the moon?", state, lambda chunk: None, reply=again)
+    # a copy of the previous answer is asked for afresh, and the fresh answer stands
+    assert " ".join(again) == " ".join(first) == "The moon is about four billion years old."
+    await pipe.aclose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ProviderError
 from ..types import TextDelta
 from .base import LLM, Message
 from .openai_client import OpenAIClient
@@ -47,6 +48,13 @@ class OpenAILLM(LLM):
                     if text:
                         self.tokens_generated += 1
                         yield TextDelta(text)
+        except openai.APIConnectionError as exc:
+            if not self.tokens_generated:
+                raise self._client.error(exc) from None
+            where, endpoint = "llm.openai", self._cfg.base_url or "api.openai.com"
+            what = "stalled" if isinstance(exc, openai.APITimeoutError) else "dropped the connection"
+            raise ProviderError(f"{where}: {endpoint} {what} after {self.tokens_generated} tokens of the reply",
+                                hint="check the server; the next turn asks again") from None
         except openai.OpenAIError as exc:
             raise self._client.error(exc) from None
 
