@@ -146,13 +146,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{name}: ok ({folder})")
         return 0
     if args.models_cmd == "verify":
-        bad = 0
+        bad = []
         for name, state in store.verify(args.names or None).items():
             print(f"{name}: {state}")
-            bad += state in ("corrupt", "partial")
+            if state in ("corrupt", "partial"):
+                bad.append(name)
         if bad:
-            print("error: corrupt or partial models found; run: avatar-agent models pull --force NAME",
-                  file=sys.stderr)
+            print(f"error: corrupt or partial models: {', '.join(bad)} "
+                  f"(run: avatar-agent models pull --force {' '.join(bad)})", file=sys.stderr)
         return 4 if bad else 0
     if args.models_cmd == "convert-wav2lip":
         from .lipsync.convert import convert_wav2lip

@@ -461,7 +461,9 @@ def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
         return f"config: unknown key '{loc}'{near} (valid here: {', '.join(valid)})"
     msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):  # a section given as a value
+        msg = "expected a section of key: value lines"
+    got_text = "" if isinstance(got, dict) or repr(got) in msg else f" (got {got!r})"
     return f"config: {loc}: {msg}{got_text}"
 
 

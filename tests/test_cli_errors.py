@@ -249,7 +249,8 @@ CONFIG_CASES = [
          ("unknown key 'stt.beam_size'", "faster_whisper"), out=None),
     Case("config-unknown-section", show("--config", "{bad}/unknown-section.yaml"), CONFIG,
          ("unknown key 'speech'",), out=None),
-    Case("config-section-is-a-number", show("--config", "{bad}/scalar-section.yaml"), CONFIG, ("llm",), out=None),
+    Case("config-section-is-a-number", show("--config", "{bad}/scalar-section.yaml"), CONFIG,
+         ("llm: expected a section", "(got 5)"), out=None),
     Case("config-wrong-type-in-file", show("--config", "{bad}/wrong-type.yaml"), CONFIG,
          ("llm.temperature", "'warm'"), out=None),
     Case("config-null-value", show("--config", "{bad}/null-value.yaml"), CONFIG, ("llm.max_tokens",), out=None),
@@ -291,8 +292,8 @@ CONFIG_CASES = [
 
 AUDIO_CASES = [
     Case("audio-missing", render("{tmp}/nope.wav"), INPUT, ("audio file not found",)),
-    Case("audio-folder", render("{bad}/audio-folder.wav"), INPUT, ("audio-folder.wav",)),
-    Case("audio-empty-file", render("{bad}/empty.wav"), INPUT, ("empty.wav",)),
+    Case("audio-folder", render("{bad}/audio-folder.wav"), INPUT, ("audio-folder.wav is a folder",)),
+    Case("audio-empty-file", render("{bad}/empty.wav"), INPUT, ("empty.wav is empty (0 bytes)",)),
     Case("audio-zero-length-wav", render("{bad}/zero.wav"), INPUT, ("zero.wav is empty",)),
     Case("audio-text-named-wav", render("{bad}/text.wav"), INPUT, ("cannot read audio file",)),
     Case("audio-corrupt", render("{bad}/corrupt.wav"), INPUT, ("corrupt.wav",)),
@@ -324,9 +325,9 @@ AUDIO_CASES = [
 
 IMAGE_CASES = [
     Case("image-missing", render(image="{tmp}/nope.png"), INPUT, ("avatar image not found",)),
-    Case("image-folder", render(image="{bad}/image-folder.png"), INPUT, ("image-folder.png",)),
+    Case("image-folder", render(image="{bad}/image-folder.png"), INPUT, ("image-folder.png is a folder",)),
     Case("image-text", render(image="{bad}/text.png"), INPUT, ("cannot read avatar image",)),
-    Case("image-empty", render(image="{bad}/empty.png"), INPUT, ("cannot read avatar image",)),
+    Case("image-empty", render(image="{bad}/empty.png"), INPUT, ("empty.png is empty (0 bytes)",)),
     Case("image-broken-png", render(image="{bad}/broken.png"), INPUT, ("broken.png",)),
     Case("image-one-pixel", render(image="{bad}/onepixel.png"), INPUT, ("onepixel.png is too small (1x1)",)),
     Case("image-no-face", render(image="{bad}/noface.png"), INPUT, ("no face",)),
@@ -340,9 +341,9 @@ IMAGE_CASES = [
     Case("video-missing", ("render", "--video", "{tmp}/nope.mp4", "--audio", "{question}", "-o", "{tmp}/out.mp4"),
          INPUT, ("avatar video not found",)),
     Case("video-garbage", ("render", "--video", "{bad}/garbage.mp4", "--audio", "{question}",
-                           "-o", "{tmp}/out.mp4"), INPUT, ("cannot read avatar video",)),
+                           "-o", "{tmp}/out.mp4"), INPUT, ("cannot read avatar video", "Invalid data")),
     Case("video-empty-file", ("render", "--video", "{bad}/empty.mp4", "--audio", "{question}",
-                              "-o", "{tmp}/out.mp4"), INPUT, ("empty.mp4",)),
+                              "-o", "{tmp}/out.mp4"), INPUT, ("empty.mp4 is empty (0 bytes)",)),
     Case("video-cut", ("render", "--video", "{bad}/cut.mp4", "--audio", "{question}", "-o", "{tmp}/out.mp4"),
          INPUT, ("cut.mp4",)),
     Case("video-no-frames", ("render", "--video", "{bad}/audio-only.mp4", "--audio", "{question}",
@@ -353,7 +354,7 @@ IMAGE_CASES = [
 ]
 
 OUTPUT_CASES = [
-    Case("output-folder", ("render", "--image", "{face}", "--audio", "{question}", "-o", "{bad}/image-folder.png/x"),
+    Case("output-bare-name", ("render", "--image", "{face}", "--audio", "{question}", "-o", "{bad}/image-folder.png/x"),
          INPUT, ("must end in .mp4",), out="{bad}/image-folder.png/x"),
     Case("output-is-a-folder", ("render", "--image", "{face}", "--audio", "{question}", "-o", "{tmp}/dir.mp4"),
          INPUT, ("dir.mp4 is a folder", "-o out/reply.mp4"), out=None),
@@ -379,7 +380,8 @@ MODEL_CASES = [
          env=(("AVATAR_AGENT_HOME", "{bad}/home-empty"),)),
     Case("model-sha-mismatch", render(), MODEL, ("sha256 mismatch", "models pull --force mediapipe-face"),
          env=(("AVATAR_AGENT_HOME", "{bad}/home-corrupt"),)),
-    Case("model-verify-corrupt", ("models", "verify", "mediapipe-face"), MODEL, ("corrupt",), out=None,
+    Case("model-verify-corrupt", ("models", "verify", "mediapipe-face"), MODEL,
+         ("corrupt or partial models: mediapipe-face", "models pull --force mediapipe-face"), out=None,
          env=(("AVATAR_AGENT_HOME", "{bad}/home-corrupt"),), stdout=("mediapipe-face: corrupt",)),
     Case("model-pull-no-source", ("models", "pull", "smollm2-135m"), MODEL, ("no source reachable", "by hand in"),
          env=(("AVATAR_AGENT_HOME", "{tmp}/home"), ("PIP_NO_INDEX", "1")), out=None),

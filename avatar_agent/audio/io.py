@@ -54,8 +54,12 @@ def load_audio(path: str | Path, sample_rate: int = PIPELINE_RATE) -> np.ndarray
     import soundfile as sf
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"audio file {path} is a folder", hint="give the path of a wav, flac, ogg or mp3 file")
     if not path.is_file():
         raise InputError(f"audio file not found: {path}", hint="check the path")
+    if path.stat().st_size == 0:
+        raise InputError(f"audio file {path} is empty (0 bytes)", hint="record or choose a file with speech")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:

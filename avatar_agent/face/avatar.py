@@ -18,9 +18,13 @@ MIN_SIDE = 16  # the smallest face the config allows (face.min_face_px >= 16)
 def load_image(path: Path) -> np.ndarray:
     """A photo as (H, W, 3) uint8 BGR; one-line InputError when missing or unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"avatar image {path} is a folder", hint="pass --image PATH to a portrait photo")
     if not path.is_file():
         raise InputError(f"avatar image not found: {path}", hint="pass --image PATH to a portrait photo")
     data = np.fromfile(str(path), np.uint8)
+    if data.size == 0:
+        raise InputError(f"avatar image {path} is empty (0 bytes)", hint="use a jpg or png file")
     image = _decode(data) if data.size else None
     if image is None:
         raise InputError(f"cannot read avatar image {path}", hint="use a jpg or png file")
@@ -52,8 +56,12 @@ def load_video(path: Path) -> np.ndarray:
     import av
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"avatar video {path} is a folder", hint="pass --video PATH to a face video")
     if not path.is_file():
         raise InputError(f"avatar video not found: {path}", hint="pass --video PATH to a face video")
+    if path.stat().st_size == 0:
+        raise InputError(f"avatar video {path} is empty (0 bytes)", hint="use an mp4 file")
     frames = []
     try:
         with av.open(str(path)) as container:
@@ -65,7 +73,8 @@ def load_video(path: Path) -> np.ndarray:
                 if len(frames) >= MAX_VIDEO_FRAMES:
                     break
     except (av.error.FFmpegError, IndexError) as exc:
-        raise InputError(f"cannot read avatar video {path}: {exc}", hint="use an mp4 file") from None
+        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:120]
+        raise InputError(f"cannot read avatar video {path}: {reason}", hint="use an mp4 file") from None
     if not frames:
         raise InputError(f"avatar video {path} has no frames", hint="use an mp4 file with video")
     return np.stack(frames)
