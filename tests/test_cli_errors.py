@@ -127,6 +127,8 @@ def _video_files(d: Path) -> None:
         writer.add_frames(np.repeat(face[None], 10, axis=0))
     with Mp4Writer(d / "audio-only.mp4", fps=25, sample_rate=16000) as writer:  # no video stream
         writer.add_audio(np.zeros(16000, np.float32), 16000)
+    with Mp4Writer(d / "wide.mp4", fps=25, sample_rate=16000, preset="ultrafast") as writer:
+        writer.add_frames(np.zeros((2, 64, 2000, 3), np.uint8))
     whole = (d / "face.mp4").read_bytes()
     (d / "cut.mp4").write_bytes(whole[: len(whole) // 3])
     (d / "garbage.mp4").write_bytes(np.random.default_rng(3).bytes(20_000))
@@ -361,6 +363,8 @@ IMAGE_CASES = [
          INPUT, ("cut.mp4",)),
     Case("video-no-frames", ("render", "--video", "{bad}/audio-only.mp4", "--audio", "{question}",
                              "-o", "{tmp}/out.mp4"), INPUT, ("audio-only.mp4 has no video stream",)),
+    Case("video-huge", ("render", "--video", "{bad}/wide.mp4", "--audio", "{question}", "-o", "{tmp}/out.mp4"),
+         INPUT, ("wide.mp4 is too large (2000x64)",)),
     # a still image given as --video is a one-frame video: that works
     Case("video-is-an-image-works", ("render", "--video", "{face}", "--audio", "{question}",
                                      "-o", "{tmp}/out.mp4"), OK),
@@ -474,6 +478,7 @@ DEVICE_CASES = [
          ("input device",), out=None),
     Case("talk-input-device-name", ("talk", "--no-window", "--set", "audio.input_device=no such mic"), DEVICE,
          ("input device",), out=None),
+    Case("devices-lists-or-says-none", ("devices",), OK, out=None),  # no devices at all is no error
     Case("devices-no-portaudio", ("devices",), DEVICE, ("audio is unavailable", "libportaudio2"), out=None,
          env=(("PYTHONPATH", "{bad}/no-portaudio:{root}"),)),
     Case("talk-no-portaudio", ("talk", "--no-window"), DEVICE, ("audio is unavailable", "libportaudio2"),

@@ -69,6 +69,9 @@ def load_video(path: Path) -> np.ndarray:
                 raise InputError(f"avatar video {path} has no video stream",
                                  hint="use an mp4 file with video, or --image for a photo")
             for frame in container.decode(video=0):
+                if max(frame.width, frame.height) > MAX_SIDE:  # checked before 250 of them fill memory
+                    raise InputError(f"avatar video {path} is too large ({frame.width}x{frame.height})",
+                                     hint=f"scale it to at most {MAX_SIDE} px on its longer side")
                 frames.append(frame.to_ndarray(format="bgr24"))
                 if len(frames) >= MAX_VIDEO_FRAMES:
                     break
