@@ -27,6 +27,7 @@ import pytest
 import soundfile as sf
 
 from avatar_agent.audio.io import resample, write_wav
+from avatar_agent.render.mp4 import probe
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = ROOT / "examples" / "assets" / "question.wav"
@@ -94,6 +95,7 @@ def _audio_files(d: Path) -> None:
     inf[2000] = np.inf
     sf.write(str(d / "inf.wav"), inf, sr, subtype="FLOAT")
     sf.write(str(d / "10ms.wav"), pcm[int(0.3 * sr): int(0.31 * sr)], sr, subtype="PCM_16")
+    sf.write(str(d / "100ms.wav"), pcm[int(0.3 * sr): int(0.4 * sr)], sr, subtype="PCM_16")
     sf.write(str(d / "2ms.wav"), pcm[int(0.3 * sr): int(0.302 * sr)], sr, subtype="PCM_16")
     write_wav(d / "silence-2s.wav", np.zeros(2 * 16000, np.float32), 16000)
     write_wav(d / "silence-60s.wav", np.zeros(60 * 8000, np.float32), 8000)
@@ -148,11 +150,9 @@ def _config_files(d: Path) -> None:
         "wrong-type.yaml": "llm:\n  temperature: warm\n",
         "null-value.yaml": "llm:\n  max_tokens: null\n",
         "missing-image.yaml": f"avatar:\n  image: {d / 'nope.png'}\n",
-        "latin1.yaml": None,
     }
     for name, text in files.items():
-        if text is not None:
-            (d / name).write_text(text)
+        (d / name).write_text(text)
     (d / "latin1.yaml").write_bytes("window:\n  title: caf\xe9\n".encode("latin-1"))
     (d / "binary.yaml").write_bytes(bytes(range(256)) * 4)
     (d / "config-folder.yaml").mkdir()
@@ -203,7 +203,7 @@ class Case:
     """``args``/``env`` may name ``{bad}`` (the bad files), ``{tmp}`` (a fresh folder per
     case), ``{face}``, ``{question}``, ``{root}``, ``{unwritable}`` and ``{long_text}``.
     ``out`` is the output path that must not exist after a failure (and must after a
-    success); None: the case writes none. ``answered``: a failure after which the avatar
+    success, ``seconds`` long when given); None: the case writes none. ``answered``: a failure after which the avatar
     still said so on video (heard nothing, apologised): ``out`` is then a whole mp4."""
 
     id: str
@@ -214,6 +214,7 @@ class Case:
     out: str | None = "{tmp}/out.mp4"
     stdout: tuple[str, ...] = ()
     answered: bool = False
+    seconds: float | None = None  # a success's video length
     marks: tuple = field(default=(), compare=False)
 
 
@@ -308,21 +309,23 @@ AUDIO_CASES = [
     Case("audio-text-named-wav", render("{bad}/text.wav"), INPUT, ("cannot read audio file",)),
     Case("audio-corrupt", render("{bad}/corrupt.wav"), INPUT, ("corrupt.wav",)),
     Case("audio-header-cut", render("{bad}/header-cut.wav"), INPUT, ("header-cut.wav",)),
-    Case("audio-data-cut-works", render("{bad}/data-cut.wav"), OK),
-    Case("audio-8bit-works", render("{bad}/u8.wav"), OK),
-    Case("audio-24bit-works", render("{bad}/pcm24.wav"), OK),
-    Case("audio-float-works", render("{bad}/float.wav"), OK),
-    Case("audio-stereo-works", render("{bad}/stereo.wav"), OK),
-    Case("audio-flac-works", render("{bad}/speech.flac"), OK),
-    Case("audio-8khz-works", render("{bad}/rate8000.wav"), OK),
-    Case("audio-11025hz-works", render("{bad}/rate11025.wav"), OK),
-    Case("audio-44100hz-works", render("{bad}/rate44100.wav"), OK),
-    Case("audio-96khz-works", render("{bad}/rate96000.wav"), OK),
+    Case("audio-data-cut-works", render("{bad}/data-cut.wav"), OK, seconds=0.5),
+    Case("audio-8bit-works", render("{bad}/u8.wav"), OK, seconds=1.0),
+    Case("audio-24bit-works", render("{bad}/pcm24.wav"), OK, seconds=1.0),
+    Case("audio-float-works", render("{bad}/float.wav"), OK, seconds=1.0),
+    Case("audio-stereo-works", render("{bad}/stereo.wav"), OK, seconds=1.0),
+    Case("audio-flac-works", render("{bad}/speech.flac"), OK, seconds=1.0),
+    Case("audio-8khz-works", render("{bad}/rate8000.wav"), OK, seconds=1.0),
+    Case("audio-11025hz-works", render("{bad}/rate11025.wav"), OK, seconds=1.0),
+    Case("audio-44100hz-works", render("{bad}/rate44100.wav"), OK, seconds=1.0),
+    Case("audio-96khz-works", render("{bad}/rate96000.wav"), OK, seconds=1.0),
     Case("audio-nan", render("{bad}/nan.wav"), INPUT, ("NaN/inf",)),
     Case("audio-inf", render("{bad}/inf.wav"), INPUT, ("NaN/inf",)),
-    Case("audio-10ms-works", render("{bad}/10ms.wav"), OK),
-    Case("audio-2ms-is-empty", render("{bad}/2ms.wav"), INPUT, ("2ms.wav is empty",)),
-    Case("audio-long-silence-works", render("{bad}/silence-60s.wav", "--set", "output.preset=ultrafast"), OK),
+    Case("audio-10ms", render("{bad}/10ms.wav"), INPUT, ("10ms.wav is too short (0.010 s, at least 0.1 s)",)),
+    Case("audio-100ms-works", render("{bad}/100ms.wav"), OK, seconds=0.08),  # two frames at 25 fps
+    Case("audio-2ms", render("{bad}/2ms.wav"), INPUT, ("2ms.wav is too short",)),
+    Case("audio-long-silence-works", render("{bad}/silence-60s.wav", "--set", "output.preset=ultrafast"), OK,
+         seconds=60.0),
     Case("reply-audio-missing", reply("{tmp}/nope.wav"), INPUT, ("audio file not found",)),
     Case("reply-text-named-wav", reply("{bad}/text.wav"), INPUT, ("cannot read audio file",)),
     Case("reply-nan", reply("{bad}/nan.wav"), INPUT, ("NaN/inf",)),
@@ -551,6 +554,8 @@ def test_bad_input(case: Case, bad: Path, tmp_path: Path) -> None:
     if out is not None and (case.code == OK or case.answered):
         assert out.is_file() and out.stat().st_size > 1000, proc.stderr
         assert out.read_bytes()[4:8] == b"ftyp"  # a whole mp4, not the old bytes
+        if case.seconds is not None:  # the audio was read at its real rate and length
+            assert abs(probe(out)["video_s"] - case.seconds) <= 0.08 + case.seconds * 0.01, probe(out)
     elif out is not None:
         assert not out.exists(), f"{out} exists after a failure"
     for needle in case.stdout:
