@@ -17,13 +17,25 @@ from pathlib import Path
 import yaml
 
 from .config import Config, load_config
-from .errors import AvatarError, InputError
+from .errors import AvatarError, InputError, ProviderError
 
 log = logging.getLogger("avatar_agent")
 
+USAGE_EXIT = 2  # argparse's own code for a usage mistake (README: 2 config or usage)
+MAX_SAY_CHARS = 3000  # ~3.5 min of speech; longer texts are split by the user, not rendered for minutes
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one ``error:`` line (no usage block),
+    the way to the help in parentheses."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        text = " ".join(f"{self.prog}: {message}".split())
+        self.exit(USAGE_EXIT, f"error: {text} (see: {self.prog} --help)\n")
+
 
 def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     p.add_argument("--config", type=Path, default=None, help="YAML config (default: the packaged configs/config.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set llm.max_tokens=64 (repeatable)")
@@ -33,7 +45,7 @@ def _common() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of all commands."""
-    parser = argparse.ArgumentParser(prog="avatar-agent", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="avatar-agent", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = _common()
 
@@ -134,13 +146,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{name}: ok ({folder})")
         return 0
     if args.models_cmd == "verify":
-        bad = 0
+        bad = []
         for name, state in store.verify(args.names or None).items():
             print(f"{name}: {state}")
-            bad += state in ("corrupt", "partial")
+            if state in ("corrupt", "partial"):
+                bad.append(name)
         if bad:
-            print("error: corrupt or partial models found; run: avatar-agent models pull --force NAME",
-                  file=sys.stderr)
+            print(f"error: corrupt or partial models: {', '.join(bad)} "
+                  f"(run: avatar-agent models pull --force {' '.join(bad)})", file=sys.stderr)
         return 4 if bad else 0
     if args.models_cmd == "convert-wav2lip":
         from .lipsync.convert import convert_wav2lip
@@ -171,13 +184,39 @@ def _quantize_wav2lip(cfg: Config, xml: Path, audio: Path) -> Path:
     return quantize_int8(xml, xml.with_name(xml.stem + "-int8.xml"), mels, faces)
 
 
+def _check_output(output: Path, *inputs: Path | None, flag: str = "-o") -> None:
+    """Refuse an output path that cannot work before anything loads: not .mp4, a folder,
+    under a file, or one of the command's own input files (it would be overwritten)."""
+    from .render.mp4 import check_output
+
+    check_output(output, flag)
+    target = output.expanduser().resolve()
+    for path in inputs:
+        if path is not None and path.expanduser().resolve() == target:
+            raise InputError(f"output {output} is also the input; it would be overwritten",
+                             hint=f"choose another {flag}")
+
+
+class _TurnFailedReported(logging.Filter):
+    """Drops the pipeline's "turn failed" warning where the CLI reports the failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "turn failed"
+
+
 def cmd_reply(args: argparse.Namespace) -> int:
     """``reply``: answer a question file with an mp4."""
     from .reply import reply_file
 
     cfg = _config(args)
+    _check_output(args.output, args.input, cfg.avatar.image, cfg.avatar.video)
+    if not args.verbose:  # a failed turn is this command's error line, not a log line too
+        logging.getLogger("avatar_agent.pipeline").addFilter(_TurnFailedReported())
     result = reply_file(cfg, args.input, args.output, show=args.show)
     print(result.summary())
+    if result.failed:  # the avatar apologised on video; the cause is the provider's line
+        raise ProviderError(f"the answer failed: {result.failed}",
+                            hint=f"{args.output} holds the avatar's apology")
     return 0
 
 
@@ -186,6 +225,10 @@ def cmd_say(args: argparse.Namespace) -> int:
     from .reply import say_text
 
     cfg = _config(args)
+    _check_output(args.output, cfg.avatar.image, cfg.avatar.video)
+    if len(args.text) > MAX_SAY_CHARS:
+        raise InputError(f"the text is too long to say at once ({len(args.text)} characters, "
+                         f"at most {MAX_SAY_CHARS})", hint="split it into several say commands")
     result = say_text(cfg, args.text, args.output)
     print(result.summary())
     return 0
@@ -198,6 +241,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.video is not None:
         cfg.avatar.video = args.video
+    _check_output(args.output, args.audio, cfg.avatar.image, cfg.avatar.video)
     out = render_file(cfg, args.audio, args.output)
     print(f"wrote {out}")
     return 0
@@ -209,6 +253,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     if args.record is not None:
+        _check_output(args.record, cfg.avatar.image, cfg.avatar.video, flag="--record")
         cfg.window.record = args.record
     return _exit_now_if_busy(run_talk(cfg, window=not args.no_window))
 

@@ -84,6 +84,28 @@ class FasterWhisperConfig(_Section):
     vad_filter: bool = False
     cpu_threads: int = Field(0, ge=0, description="0 = library default.")
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in CT2_DEVICES:
+            raise ValueError(f"unknown device {v!r}, expected one of {list(CT2_DEVICES)}")
+        return v
+
+    @field_validator("compute_type")
+    @classmethod
+    def _compute_type(cls, v: str) -> str:
+        if v not in CT2_COMPUTE_TYPES:
+            close = difflib.get_close_matches(v, CT2_COMPUTE_TYPES, n=1)
+            near = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown compute type {v!r}, expected one of {list(CT2_COMPUTE_TYPES)}{near}")
+        return v
+
+
+# what CTranslate2 (faster-whisper) accepts; which of them a machine runs is its own business
+CT2_DEVICES = ("cpu", "cuda", "auto")
+CT2_COMPUTE_TYPES = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16",
+                     "int16", "float16", "bfloat16", "float32")
+
 
 class WhisperConfig(_Section):
     checkpoint: Path = Field(Path("whisper/tiny.en.pt"), description="Local .pt file.")
@@ -470,7 +492,9 @@ def _describe(err: dict[str, Any], data: dict[str, Any]) -> str:
         return f"config: unknown key '{loc}'{near} (valid here: {', '.join(valid)})"
     msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):  # a section given as a value
+        msg = "expected a section of key: value lines"
+    got_text = "" if isinstance(got, dict) or repr(got) in msg else f" (got {got!r})"
     return f"config: {loc}: {msg}{got_text}"
 
 

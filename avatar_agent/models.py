@@ -202,6 +202,13 @@ class ModelStore:
         self.root = Path(root) if root is not None else home()
         self.registry = dict(REGISTRY if registry is None else registry)
         self.progress = progress
+        if self.root.exists() and not self.root.is_dir():
+            from_env = root is None and os.environ.get("AVATAR_AGENT_HOME")
+            raise ModelError(
+                f"model store {self.root} is a file, not a folder"
+                + (" (from AVATAR_AGENT_HOME)" if from_env else ""),
+                hint="point AVATAR_AGENT_HOME at a folder, or unset it",
+            )
 
     # ------------------------------------------------------------ lookup
     def spec(self, name: str) -> ModelSpec:

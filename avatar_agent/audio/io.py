@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import InputError
 
 PIPELINE_RATE = 16000
+MIN_AUDIO_S = 0.1  # shorter files are refused by load_audio (a 10 ms clip made a video of no frames)
 
 
 def to_mono_float(pcm: np.ndarray) -> np.ndarray:
@@ -49,13 +50,18 @@ def resample(pcm: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def load_audio(path: str | Path, sample_rate: int = PIPELINE_RATE) -> np.ndarray:
     """Read any file soundfile understands (wav, flac, ogg, mp3) as mono float32 at ``sample_rate``.
 
-    Raises :class:`InputError` (one line) for a missing, unreadable, corrupt or empty file.
+    Raises :class:`InputError` (one line) for a missing, unreadable, corrupt or empty file,
+    one shorter than :data:`MIN_AUDIO_S`, or one with NaN/inf samples.
     """
     import soundfile as sf
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"audio file {path} is a folder", hint="give the path of a wav, flac, ogg or mp3 file")
     if not path.is_file():
         raise InputError(f"audio file not found: {path}", hint="check the path")
+    if path.stat().st_size == 0:
+        raise InputError(f"audio file {path} is empty (0 bytes)", hint="record or choose a file with speech")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
@@ -64,8 +70,11 @@ def load_audio(path: str | Path, sample_rate: int = PIPELINE_RATE) -> np.ndarray
             f"cannot read audio file {path}: {detail}",
             hint="give a wav, flac, ogg or mp3 file",
         ) from None
-    if data.size == 0 or len(data) < sr // 100:
+    if data.size == 0:
         raise InputError(f"audio file {path} is empty", hint="record or choose a file with speech")
+    if len(data) < MIN_AUDIO_S * sr:  # not one video frame of speech: nothing to answer or lip-sync
+        raise InputError(f"audio file {path} is too short ({len(data) / sr:.3f} s, at least {MIN_AUDIO_S:g} s)",
+                         hint="record or choose a file with speech")
     pcm = to_mono_float(data)
     if not np.isfinite(pcm).all():
         raise InputError(f"audio file {path} has invalid samples (NaN/inf)", hint="re-export the file")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config
-from ..errors import NoFaceError
+from ..errors import ConfigError, NoFaceError
 from ..models import ModelStore
 from .detector import Detection, FaceDetector
 from .mesh import LOWER_INNER_LIP, UPPER_INNER_LIP, FaceMesh, Roi, roi_from_detection
@@ -124,6 +124,13 @@ class FaceAnalyzer:
         hint = "use a frontal portrait with one clear face, or set avatar.box to x1,y1,x2,y2"
         if self.cfg.avatar.box is not None:
             x1, y1, x2, y2 = self.cfg.avatar.box
+            if x2 > w or y2 > h:
+                raise ConfigError(f"avatar.box {list(self.cfg.avatar.box)} lies outside {name} ({w}x{h})",
+                                  hint="give x1,y1,x2,y2 inside the image, or remove avatar.box "
+                                       "to detect the face")
+            hint = ("check avatar.box: x1,y1,x2,y2 around the whole face, or remove it to "
+                    "detect the face")
+            name = f"avatar.box {list(self.cfg.avatar.box)} of {name}"
             roi = Roi((x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * 1.5, 0.0)
             box = (float(x1), float(y1), float(x2), float(y2))
         else:

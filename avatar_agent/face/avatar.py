@@ -12,21 +12,43 @@ from ..errors import InputError
 
 MAX_VIDEO_FRAMES = 250  # 10 s at 25 fps: a loop, not a film
 MAX_SIDE = 1920
+MIN_SIDE = 16  # the smallest face the config allows (face.min_face_px >= 16)
 
 
 def load_image(path: Path) -> np.ndarray:
     """A photo as (H, W, 3) uint8 BGR; one-line InputError when missing or unreadable."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"avatar image {path} is a folder", hint="pass --image PATH to a portrait photo")
     if not path.is_file():
         raise InputError(f"avatar image not found: {path}", hint="pass --image PATH to a portrait photo")
     data = np.fromfile(str(path), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if data.size == 0:
+        raise InputError(f"avatar image {path} is empty (0 bytes)", hint="use a jpg or png file")
+    image = _decode(data) if data.size else None
     if image is None:
         raise InputError(f"cannot read avatar image {path}", hint="use a jpg or png file")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise InputError(f"avatar image {path} is too small ({image.shape[1]}x{image.shape[0]})",
+                         hint="use a portrait photo with the face at least 64 px wide")
     if max(image.shape[:2]) > MAX_SIDE:
         raise InputError(f"avatar image {path} is too large ({image.shape[1]}x{image.shape[0]})",
                          hint=f"resize it to at most {MAX_SIDE} px on its longer side")
     return image
+
+
+def _decode(data: np.ndarray) -> np.ndarray | None:
+    """``cv2.imdecode`` without OpenCV's own warnings on stderr (a broken file is our one
+    error line, not a decoder's log)."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    finally:
+        logging.setLogLevel(level)
 
 
 def load_video(path: Path) -> np.ndarray:
@@ -34,17 +56,28 @@ def load_video(path: Path) -> np.ndarray:
     import av
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"avatar video {path} is a folder", hint="pass --video PATH to a face video")
     if not path.is_file():
         raise InputError(f"avatar video not found: {path}", hint="pass --video PATH to a face video")
+    if path.stat().st_size == 0:
+        raise InputError(f"avatar video {path} is empty (0 bytes)", hint="use an mp4 file")
     frames = []
     try:
         with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"avatar video {path} has no video stream",
+                                 hint="use an mp4 file with video, or --image for a photo")
             for frame in container.decode(video=0):
+                if max(frame.width, frame.height) > MAX_SIDE:  # checked before 250 of them fill memory
+                    raise InputError(f"avatar video {path} is too large ({frame.width}x{frame.height})",
+                                     hint=f"scale it to at most {MAX_SIDE} px on its longer side")
                 frames.append(frame.to_ndarray(format="bgr24"))
                 if len(frames) >= MAX_VIDEO_FRAMES:
                     break
     except (av.error.FFmpegError, IndexError) as exc:
-        raise InputError(f"cannot read avatar video {path}: {exc}", hint="use an mp4 file") from None
+        reason = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:120]
+        raise InputError(f"cannot read avatar video {path}: {reason}", hint="use an mp4 file") from None
     if not frames:
         raise InputError(f"avatar video {path} has no frames", hint="use an mp4 file with video")
     return np.stack(frames)

@@ -10,8 +10,12 @@ writer left by an exception (or Ctrl-C) deletes its partial file instead.
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -31,6 +35,52 @@ PRESET = "veryfast"
 PIX_FMT = "yuvj420p"
 
 
+def check_output(path: str | Path, flag: str = "-o") -> Path:
+    """One-line :class:`InputError` for an mp4 output path that cannot work, before any
+    model loads: not ``.mp4``, a folder, or under a file. ``flag`` names the option in the
+    hint. Returns the path. (Whether the folder is writable shows when writing starts.)"""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"output {path} is a folder", hint=f"give a file name, e.g. {flag} out/reply.mp4")
+    if path.suffix.lower() != ".mp4":
+        raise InputError(f"output {path} must end in .mp4", hint=f"e.g. {flag} out/reply.mp4")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"cannot write {path}: {parent} is a file, not a folder",
+                                 hint=f"check that the output folder is writable, or choose another {flag}")
+            break
+    return path
+
+
+class ProgressLine:
+    """An updating stderr line ``writing out.mp4: 12.4 s of video`` (carriage return, no
+    newline until :meth:`close`). Only on a TTY unless ``force``; silent otherwise."""
+
+    def __init__(self, name: str, stream: TextIO | None = None, *, force: bool = False) -> None:
+        self.name = name
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = force or bool(getattr(self.stream, "isatty", lambda: False)())
+        self._shown = False
+
+    def __call__(self, seconds: float) -> None:
+        if not self.enabled:
+            return
+        self.stream.write(f"\rwriting {self.name}: {seconds:.1f} s of video")
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        """End the line (a newline) if anything was shown."""
+        if self._shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._shown = False
+
+
+Progress = Callable[[float], None]
+
+
 class Mp4Writer:
     """Streamed mp4 writer. Use as a context manager or call :meth:`close`.
 
@@ -38,10 +88,17 @@ class Mp4Writer:
     rates are resampled); frames are (H, W, 3) uint8 BGR, all the same size (odd sizes are
     cropped by one pixel to satisfy 4:2:0); ``crf``/``preset``/``pix_fmt``: libx264's
     quality, speed and pixel format (``yuvj420p`` full-range 4:2:0, ``yuv420p``, ``yuv444p``).
+
+    ``progress``: None or False (default) is silent; True shows one updating stderr line
+    ``writing NAME: 12.4 s of video`` when stderr is a TTY (:class:`ProgressLine`), ended
+    by a newline on close; a callable gets the seconds of video written. Either way at
+    most once per ``progress_interval`` seconds while writing, and once more on close.
     """
 
     def __init__(self, path: str | Path, fps: float = 25.0, sample_rate: int = 22050,
-                 *, crf: int = CRF, preset: str = PRESET, pix_fmt: str = PIX_FMT) -> None:
+                 *, crf: int = CRF, preset: str = PRESET, pix_fmt: str = PIX_FMT,
+                 progress: bool | Progress | None = None, progress_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         import av
 
         self.path = Path(path)
@@ -50,6 +107,12 @@ class Mp4Writer:
         if self.path.is_dir():
             raise InputError(f"output {self.path} is a folder",
                              hint="give a file name, e.g. -o out/reply.mp4")
+        if progress is True:
+            progress = ProgressLine(self.path.name)
+        self._progress: Progress | None = progress or None
+        self._progress_interval = progress_interval
+        self._clock = clock
+        self._progress_at: float | None = None
         self._partial = self.path.with_name(f".{self.path.name}.partial.mp4")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +160,25 @@ class Mp4Writer:
             for packet in self._video.encode(vf):
                 self._container.mux(packet)
             self.frames_written += 1
+        self._report()
+
+    def _report(self, final: bool = False) -> None:
+        if self._progress is None:
+            return
+        now = self._clock()
+        if final or self._progress_at is None or now - self._progress_at >= self._progress_interval:
+            self._progress_at = now
+            self._progress(self.video_s)
+
+    def _end_progress(self, final: bool) -> None:
+        if self._progress is None:
+            return
+        if final:
+            self._report(final=True)
+        close = getattr(self._progress, "close", None)
+        if callable(close):
+            close()
+        self._progress = None
 
     def add_audio(self, pcm: np.ndarray, sample_rate: int) -> None:
         """Append (N,) float32 mono audio at ``sample_rate``."""
@@ -134,6 +216,7 @@ class Mp4Writer:
 
         if self._container is None:
             return self.path
+        self._end_progress(final=True)
         try:
             if self._video is not None:
                 for packet in self._video.encode(None):
@@ -153,6 +236,7 @@ class Mp4Writer:
 
     def abort(self) -> None:
         """Stop writing and delete the partial file (nothing appears under the name)."""
+        self._end_progress(final=False)
         container, self._container = self._container, None
         if container is not None:
             try:
