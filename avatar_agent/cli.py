@@ -197,21 +197,12 @@ def _check_output(output: Path, *inputs: Path | None, flag: str = "-o") -> None:
                              hint=f"choose another {flag}")
 
 
-class _TurnFailedReported(logging.Filter):
-    """Drops the pipeline's "turn failed" warning where the CLI reports the failure."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "turn failed"
-
-
 def cmd_reply(args: argparse.Namespace) -> int:
     """``reply``: answer a question file with an mp4."""
     from .reply import reply_file
 
     cfg = _config(args)
     _check_output(args.output, args.input, cfg.avatar.image, cfg.avatar.video)
-    if not args.verbose:  # a failed turn is this command's error line, not a log line too
-        logging.getLogger("avatar_agent.pipeline").addFilter(_TurnFailedReported())
     result = reply_file(cfg, args.input, args.output, show=args.show)
     print(result.summary())
     if result.failed:  # the avatar apologised on video; the cause is the provider's line

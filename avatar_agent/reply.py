@@ -62,7 +62,8 @@ def builtin_portrait() -> np.ndarray:
 
 def _quality(cfg: Config) -> dict:
     """The mp4 encoder settings of ``output.*``."""
-    return {"crf": cfg.output.crf, "preset": cfg.output.preset, "pix_fmt": cfg.output.pix_fmt}
+    return {"crf": cfg.output.crf, "preset": cfg.output.preset, "pix_fmt": cfg.output.pix_fmt,
+            "progress": True}  # one updating stderr line while writing (terminals only)
 
 
 def _check_output(path: Path) -> None:

@@ -150,7 +150,8 @@ async def run_turn(pipeline: Pipeline, state: Any, out: TurnOutput, *,
                     await pipeline.respond(result.transcript.text, state, emit, t0=t0, metrics=m)
             except Exception as exc:  # a failing turn never ends the conversation
                 result.failed = str(exc) if isinstance(exc, AvatarError) else type(exc).__name__
-                log.warning("turn failed: %s", result.failed)
+                # a file command reports it as its error line; live, the log is the report
+                log.log(logging.WARNING if out.live else logging.INFO, "turn failed: %s", result.failed)
                 try:
                     await pipeline.say(COULD_NOT_ANSWER, state, emit)
                 except Exception as again:

@@ -421,33 +421,15 @@ MODEL_CASES = [
     Case("model-unknown-llm-name", reply("{question}", "--set", "llm.llama_cpp.model=llama-70b"), MODEL,
          ("'llama-70b' is neither a model-store name",)),
     Case("stt-compute-type-this-cpu-lacks", reply("{question}", "--set", "stt.faster_whisper.compute_type=float16"),
-         MODEL, ("stt.faster_whisper", "float16"),
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "stt/faster_whisper.py load(): CTranslate2's ValueError ('Requested float16 compute type, "
-             "but the target device or backend do not support ...') escapes as a traceback; wrap "
-             "ValueError/RuntimeError from WhisperModel() in ModelError naming "
-             "stt.faster_whisper.device/compute_type (hint: cpu + int8)"))),),
+         MODEL, ("stt.faster_whisper", "float16")),
     Case("stt-cuda-without-cuda", reply("{question}", "--set", "stt.faster_whisper.device=cuda"),
-         MODEL, ("stt.faster_whisper", "cuda"),
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "stt/faster_whisper.py load(): CTranslate2's RuntimeError ('CUDA failed with error ...') "
-             "escapes as a traceback; same fix as above (on a CUDA machine this case simply "
-             "succeeds, which also fails it)"))),),
+         MODEL, ("stt.faster_whisper", "cuda")),
     Case("llm-chat-format-unknown", reply("{question}", "--set", "llm.llama_cpp.chat_format=bogus"),
-         CONFIG, ("llm.llama_cpp.chat_format", "bogus"),
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "llm/llama_cpp.py: an unknown chat_format surfaces only at the first completion, as "
-             "'the answer failed: ... LlamaChatCompletionHandlerNotFoundException' (exit 5, with "
-             "an apology mp4); check it in load() and raise ConfigError('llm.llama_cpp.chat_format: "
-             "unknown format ...')"))),),
+         CONFIG, ("llm.llama_cpp.chat_format", "bogus")),
     Case("model-wav2lip-not-converted", render("{question}", "--engine", "wav2lip"), MODEL, ("wav2lip",)),
     Case("model-garbage-wav2lip-ir", render("{question}", "--engine", "wav2lip",
                                             "--set", "lipsync.wav2lip.model={bad}/garbage.xml"), MODEL,
-         ("lipsync.wav2lip.model", "garbage.xml"),
-         marks=(pytest.mark.xfail(strict=True, reason=(
-             "lipsync/wav2lip.py _Network.__init__: OpenVINO's RuntimeError from core.read_model/"
-             "compile_model escapes as a traceback; wrap it in ModelError (lipsync.wav2lip.model: "
-             "cannot load NAME, hint: convert again with models convert-wav2lip)"))),),
+         ("lipsync.wav2lip.model", "garbage.xml")),
     Case("model-convert-missing-checkpoint", ("models", "convert-wav2lip", "{tmp}/nope.pth"), INPUT,
          ("nope.pth",), out=None),
 ]
@@ -466,7 +448,8 @@ PROVIDER_CASES = [
     Case("openai-stt-refused", reply("{question}", "--set", "stt.provider=openai",
                                      "--set", "stt.openai.base_url=http://127.0.0.1:1/v1",
                                      "--set", "stt.openai.max_retries=0"), PROVIDER,
-         ("cannot connect", "127.0.0.1:1"), env=HAS_KEY),
+         ("cannot connect", "127.0.0.1:1", "holds the avatar's apology"), env=HAS_KEY, answered=True,
+         stdout=("could not answer",)),
     Case("openai-llm-refused", reply("{question}", "--set", "llm.provider=openai",
                                      "--set", "llm.openai.base_url=http://127.0.0.1:1/v1",
                                      "--set", "llm.openai.max_retries=0"), PROVIDER,

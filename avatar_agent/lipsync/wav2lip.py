@@ -103,21 +103,44 @@ def paste(frame: np.ndarray, face96: np.ndarray, box: tuple[int, int, int, int],
     frame[y1:y2, x1:x2] = (blended + 0.5).astype(np.uint8)
 
 
+def _check_model_file(path: Path) -> None:
+    """Refuse a file that is no OpenVINO IR (``<net>`` XML) before OpenVINO reads it: its
+    fallback readers (TensorFlow text format, ...) print native log lines on garbage."""
+    if path.suffix.lower() != ".xml":
+        return
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()  # an IR's XML is small (the weights are in .bin)
+        ok = root.tag == "net" and root.find("layers") is not None
+    except (ET.ParseError, OSError):
+        ok = False
+    if not ok:
+        raise ModelError(f"lipsync.wav2lip.model: {path.name} is not an OpenVINO IR (.xml with a <net>)",
+                         hint="convert it again: avatar-agent models convert-wav2lip CHECKPOINT.pth")
+
+
 class _Network:
     """The compiled OpenVINO model and one reusable infer request."""
 
     def __init__(self, path: Path, device: str, precision: str) -> None:
         import openvino as ov
 
+        _check_model_file(path)
         core = ov.Core()
-        model = core.read_model(str(path))
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if device.upper().startswith("CPU"):
-            caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-            bf16 = precision == "bf16" or (precision == "auto" and "BF16" in caps)
-            config["INFERENCE_PRECISION_HINT"] = "bf16" if bf16 else "f32"
+        try:
+            model = core.read_model(str(path))
+            if device.upper().startswith("CPU"):
+                caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+                bf16 = precision == "bf16" or (precision == "auto" and "BF16" in caps)
+                config["INFERENCE_PRECISION_HINT"] = "bf16" if bf16 else "f32"
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as exc:  # not an IR/ONNX OpenVINO reads, or a device it lacks
+            first = (str(exc).strip().splitlines() or ["unreadable"])[-1][:120]
+            raise ModelError(f"lipsync.wav2lip.model: cannot load {path.name} on {device}: {first}",
+                             hint="convert it again: avatar-agent models convert-wav2lip CHECKPOINT.pth") from None
         self.precision = config.get("INFERENCE_PRECISION_HINT", "device default")
-        self.compiled = core.compile_model(model, device, config)
         ports = list(self.compiled.inputs)
         names = [p.get_any_name() for p in ports]
         # our IR names its ports; an ONNX export keeps the forward() order (mel, face)

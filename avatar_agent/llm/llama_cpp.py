@@ -10,6 +10,7 @@ stops generation (no tokens are computed for a reply nobody hears).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import os
 import threading
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..types import TextDelta
 from ..workers import Worker
 from .base import LLM, Message
@@ -98,6 +99,19 @@ class LlamaCppLLM(LLM):
             from llama_cpp import Llama
 
             c = self._cfg
+            if c.chat_format is not None:
+                from llama_cpp import llama_chat_format as formats
+
+                try:
+                    formats.get_chat_completion_handler(c.chat_format)
+                except formats.LlamaChatCompletionHandlerNotFoundException:
+                    # the names, for a suggestion only (a private table; empty if it moved)
+                    known = list(getattr(formats.LlamaChatCompletionHandlerRegistry(), "_chat_handlers", {}))
+                    close = difflib.get_close_matches(c.chat_format, known, n=1)
+                    raise ConfigError(
+                        f"llm.llama_cpp.chat_format: unknown format '{c.chat_format}'"
+                        + (f"; did you mean '{close[0]}'?" if close else ""),
+                        hint="leave it null to use the template stored in the GGUF") from None
             threads = c.n_threads or os.cpu_count() or 1
             try:
                 with _model_params(use_extra_bufts=c.repack):

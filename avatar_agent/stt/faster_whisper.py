@@ -65,9 +65,16 @@ class FasterWhisperSTT(STT):
             from faster_whisper import WhisperModel
 
             c = self._cfg
-            self._model = WhisperModel(str(self._model_dir), device=c.device,
-                                       compute_type=c.compute_type, cpu_threads=c.cpu_threads,
-                                       local_files_only=True)
+            try:
+                self._model = WhisperModel(str(self._model_dir), device=c.device,
+                                           compute_type=c.compute_type, cpu_threads=c.cpu_threads,
+                                           local_files_only=True)
+            except (ValueError, RuntimeError) as exc:  # CTranslate2: a device/type this machine lacks
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:140]
+                raise ModelError(
+                    f"stt.faster_whisper: cannot load on device {c.device} with compute_type "
+                    f"{c.compute_type}: {first}",
+                    hint="use stt.faster_whisper.device=cpu and compute_type=int8") from None
             log.info("faster-whisper loaded", extra={"compute_type": c.compute_type})
 
     def _run(self, pcm: np.ndarray) -> Transcript:
