@@ -162,6 +162,15 @@ def test_soak(avdevices, inputs, tmp_path):
         "voice_to_face_s_median_first_half": round(statistics.median(early), 3),
         "voice_to_face_s_median_second_half": round(statistics.median(late), 3),
     }
+    at = {n: stats[min(n, len(stats)) - 1] for n in (10, len(stats))}  # after turn n (1-based)
+    summary.update({
+        "rss_mb_at_turn": {n: round(v[0], 1) for n, v in at.items()},
+        "threads_at_turn": {n: v[1] for n, v in at.items()},
+        "fds_at_turn": {n: v[2] for n, v in at.items()},
+        "voice_to_face_s_p50_first10": round(statistics.median(latencies[:10]), 3),
+        "voice_to_face_s_p50_last10": round(statistics.median(latencies[-10:]), 3),
+        "crashes": 0,  # the process never exited (checked every poll)
+    })
     summary["rss_mb"] = [round(s[0]) for s in stats]
     summary["voice_to_face_s"] = [round(x, 2) for x in latencies]
     print("soak:", json.dumps(summary))
