@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 _UNDUCK_S = 0.25  # a duck not confirmed as speech by then was a noise: resume the reply
 _PLAYOUT_SLACK_S = 3.0  # a reply not heard this long after it should have ended: device lost
 _KEEP_TURNS = 100  # finished turn records kept in memory (the JSONL transcript has them all)
+# reply audio queued ahead of the speaker at most: rendering waits beyond it, so a long
+# reply holds ~4 s of frames in memory (~80 MB at 512x512), not all of them (~60 MB per
+# 3 s), and a barge-in throws little rendered work away
+_AHEAD_S = 4.0
 _NO_FRAMES = np.zeros((0, 0, 0, 3), np.uint8)
 _NO_AUDIO = np.zeros(0, np.float32)
 
@@ -353,11 +357,7 @@ class Conversation:
         all_offsets = [o for s in shows for o in s.offsets_ms]
         if all_offsets:
             m.stages["av_offset_max_ms"] = max(abs(o) for o in all_offsets)
-        for item in record.played:  # the record outlives the turn: keep text and timing only
-            light = dataclasses.replace(item.chunk, frames=_NO_FRAMES, audio=_NO_AUDIO)
-            item.chunk = light
-            if item.show is not None:
-                item.show.chunk = light
+        _release_shown(record, everything=True)  # the record outlives the turn: text and timing only
         if record.user or record.played:
             self.turns.append(record)
         log.info("turn done: voice_to_face_s=%s interrupted=%s frames_dropped=%d",
@@ -379,9 +379,14 @@ class _LiveOutput(TurnOutput):
         self.heard_pos: int | None = None  # set on barge-in: where the listener stopped hearing
 
     async def emit(self, chunk: FrameChunk) -> None:
-        if not self.conv.playback.active:  # lost while the reply was being made
-            await self.conv._speaker_lost()  # reopened: the rest of the reply plays there
-        self.conv._play(self.record, chunk)
+        conv = self.conv
+        while conv.playback.active and conv.playback.queued_s() > _AHEAD_S:  # noqa: ASYNC110
+            _release_shown(self.record)  # polls the speaker's clock: nothing to await on
+            await asyncio.sleep(0.05)
+        _release_shown(self.record)
+        if not conv.playback.active:  # lost while the reply was being made
+            await conv._speaker_lost()  # reopened: the rest of the reply plays there
+        conv._play(self.record, chunk)
 
     async def drain(self) -> None:
         await self.conv._wait_playout(self.record)
@@ -395,6 +400,19 @@ class _LiveOutput(TurnOutput):
 
     def finish(self, result: TurnResult) -> dict[str, Any]:
         return self.conv._finish_record(self.record, result)
+
+
+def _release_shown(record: TurnRecord, everything: bool = False) -> None:
+    """Drop the frames and audio of the chunks already shown (all: ``everything``); the
+    record keeps their text and timing (what :func:`heard_text` needs)."""
+    for item in record.played:
+        if not len(item.chunk.frames) and not len(item.chunk.audio):
+            continue
+        if everything or (item.show is not None and item.show.done.is_set()):
+            light = dataclasses.replace(item.chunk, frames=_NO_FRAMES, audio=_NO_AUDIO)
+            item.chunk = light
+            if item.show is not None:
+                item.show.chunk = light
 
 
 def _trim_heap() -> None:
