@@ -3,6 +3,9 @@
 Every command loads the typed config (``--config``, ``--set key=value``). A user
 mistake (:class:`AvatarError`) prints one ``error:`` line and exits with its code;
 Ctrl-C exits 130 without a traceback.
+
+Conversational turns — ``talk`` and ``serve`` (``live.py``), ``reply`` and ``say``
+(``reply.py``) — all run :func:`avatar_agent.turn.run_turn`, the one turn path.
 """
 
 from __future__ import annotations
