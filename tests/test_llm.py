@@ -151,3 +151,11 @@ def test_llama_cpp_corrupt_gguf_is_model_error(store, tmp_path):
     model = registry.create("llm", "llama_cpp", cfg=cfg, store=store)
     with pytest.raises(ModelError, match="cannot load"):
         model.load()
+
+
+def test_chat_history_leaves_out_replies_never_heard():
+    hist = ChatHistory("sys", max_turns=4)
+    hist.add("first?", "An answer.")
+    hist.add("cut off?", "")  # barge-in before the first word of the reply
+    hist.add("also cut?", "  ")
+    assert [m["content"] for m in hist.messages("next")] == ["sys", "first?", "An answer.", "next"]

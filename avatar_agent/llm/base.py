@@ -77,7 +77,13 @@ class ChatHistory:
         return msgs
 
     def add(self, user_text: str, assistant_text: str) -> None:
-        """Record a finished turn (``assistant_text``: what the user actually heard)."""
+        """Record a finished turn (``assistant_text``: what the user actually heard).
+
+        A turn whose reply was never heard (cut off before its first word) is left out:
+        empty answers in the history teach a small model to answer nothing (seen with
+        SmolLM2 after three of them, on a loaded ``serve``)."""
+        if not assistant_text.strip():
+            return
         self._turns.append((user_text, assistant_text))
         if len(self._turns) > self.max_turns:
             keep = (self.max_turns + 1) // 2
