@@ -83,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="ONNX file to write (default: the packaged avatar_agent/lipsync/data/visemes.onnx)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same file (bit for bit)")
-    p.add_argument("--minutes", type=float, default=15.0, help="minutes of Piper speech to train on")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--minutes", type=float, default=20.0, help="minutes of Piper speech to train on")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--espeak-share", type=float, default=0.3,
+                   help="share of the minutes spoken by espeak-ng voices the evaluation does not use")
     p.add_argument("--no-eval", action="store_true", help="skip the espeak-ng evaluation")
     p.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
 
@@ -264,7 +266,7 @@ def cmd_train_visemes(args: argparse.Namespace) -> int:
     from .train.visemes import train
 
     result = train(args.out or MODEL_PATH, seed=args.seed, minutes=args.minutes, epochs=args.epochs,
-                   evaluate_voices=not args.no_eval, report=args.report)
+                   espeak_share=args.espeak_share, evaluate_voices=not args.no_eval, report=args.report)
     summary = {k: v for k, v in result.items() if k != "curve"}
     summary["final"] = result["curve"][-1]
     print(json.dumps(summary, indent=1))

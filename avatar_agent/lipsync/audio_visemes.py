@@ -33,6 +33,7 @@ N_MELS = 40
 N_CTX = 24  # mel frames per video frame: 255 ms of audio ending at the loudness window's end
 FMIN, FMAX = 60.0, 7600.0
 FLOOR_DB = -100.0
+BLOCK = 16  # mel frames computed together (see ``features``)
 
 
 @functools.lru_cache(maxsize=8)
@@ -69,17 +70,29 @@ def features(audio: np.ndarray, audio_start: int, ends: np.ndarray, sr: int) -> 
     win, n_fft, hann, bank = _frontend(sr)
     last = last_mel(ends, sr)
     m_lo, m_hi = int(last.min()) - N_CTX + 1, int(last.max())
-    e = mel_ends(np.arange(m_lo, m_hi + 1), sr)
+    # mel frames are computed in blocks of BLOCK aligned on the absolute grid: a frame's
+    # FFT and mel product then always run in the same position of the same-shaped arrays,
+    # so its value does not depend on which call (chunking) computed it, to the last bit
+    b_lo = (m_lo // BLOCK) * BLOCK
+    b_hi = (m_hi // BLOCK + 1) * BLOCK
+    e = mel_ends(np.arange(b_lo, b_hi), sr)
     idx = e[:, None] - win + np.arange(win)[None, :]  # absolute sample indices
     rel = idx - audio_start
-    if np.any((idx >= 0) & (rel < 0)) or (len(rel) and rel.max() >= len(audio)):
+    used = idx[m_lo - b_lo:m_hi - b_lo + 1]
+    used_rel = used - audio_start
+    if np.any((used >= 0) & ((used_rel < 0) | (used_rel >= len(audio)))):
         raise ValueError("viseme features: audio outside the retained samples was requested")
     x = np.asarray(audio, np.float32)
-    frames = np.where(idx >= 0, x[np.clip(rel, 0, max(len(x) - 1, 0))] if len(x) else 0.0, 0.0)
-    spec = np.fft.rfft(frames.astype(np.float32) * hann, n=n_fft, axis=1)
-    power = spec.real ** 2 + spec.imag ** 2
-    db = 10.0 * np.log10(np.maximum(power.astype(np.float32) @ bank, 1e-10))
-    db = np.maximum(db, FLOOR_DB).astype(np.float32)
+    ok = (idx >= 0) & (rel >= 0) & (rel < len(x))  # rows outside are not used
+    frames = np.zeros(idx.shape, np.float32)
+    frames[ok] = x[rel[ok]]
+    db = np.empty((len(frames), N_MELS), np.float32)
+    for i in range(0, len(frames), BLOCK):
+        spec = np.fft.rfft(frames[i:i + BLOCK] * hann, n=n_fft, axis=1)
+        power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)
+        db[i:i + BLOCK] = 10.0 * np.log10(np.maximum(power @ bank, 1e-10))
+    db = np.maximum(db, FLOOR_DB)
+    m_lo = b_lo
     cols = (last - m_lo)[:, None] + np.arange(-N_CTX + 1, 1)[None, :]
     return np.ascontiguousarray(db[cols])
 

@@ -42,6 +42,10 @@ FPS = 25.0
 HIDDEN = 64
 EVAL_VOICES = ("en-us", "en-us+f3", "en-gb-x-rp")
 EVAL_SPEEDS = (140, 175, 210)
+# espeak-ng voices for training: other accents and variants than the evaluation's (never
+# en-us, British English (en-gb, en-gb-x-rp) or the f3 variant)
+TRAIN_ESPEAK = ("en-gb-scotland", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+TRAIN_VARIANTS = ("", "+m1", "+m4", "+f1", "+f4", "+f5")
 # held-out text (never produced by the training grammar): Harvard sentences and others
 EVAL_SENTENCES = (
     "The birch canoe slid on the smooth planks.",
@@ -151,18 +155,47 @@ def piper_corpus(minutes: float, seed: int) -> list[Utterance]:
             t += len(pcm[-1]) / rate
         if not pcm or not phon:
             continue
-        audio = np.concatenate(pcm)
-        # variety a user's audio has: 16 or 22.05 kHz, level, pauses around the speech
-        sr = int(rng.choice([16000, 22050]))
-        audio = resample(audio, rate, sr) if sr != rate else audio
-        gain = 10 ** (rng.uniform(-14.0, 2.0) / 20)
-        pre, post = rng.uniform(0.05, 0.4), rng.uniform(0.05, 0.4)
-        audio = np.concatenate([np.zeros(int(pre * sr), np.float32), audio * gain,
-                                np.zeros(int(post * sr), np.float32)]).astype(np.float32)
-        audio += (rng.standard_normal(len(audio)) * 10 ** (rng.uniform(-80, -60) / 20)).astype(np.float32)
-        phon = [PhonemeTiming(p.phoneme, p.start + pre, p.end + pre) for p in phon]
-        out.append(Utterance(audio, sr, tuple(phon)))
-        total += len(audio) / sr
+        out.append(_vary(np.concatenate(pcm), rate, phon, rng))
+        total += len(out[-1].pcm) / out[-1].sr
+    return out
+
+
+def _vary(audio: np.ndarray, rate: int, phon, rng: np.random.Generator) -> Utterance:
+    """A voice's vocal tract imitated longer or shorter by playing it slower or faster
+    (formants, pitch and durations all scale by alpha: vocal tract length perturbation),
+    then the variety a user's audio has: 16 or 22.05 kHz, spectral tilt, level, pauses
+    around the speech, sometimes a little noise."""
+    alpha = float(rng.uniform(0.82, 1.25))
+    sr = int(rng.choice([16000, 22050]))
+    audio = resample(audio.astype(np.float32), int(round(rate * alpha)), sr)
+    tilt = float(rng.uniform(-0.4, 0.6))
+    audio = (audio - tilt * np.concatenate([[0.0], audio[:-1]])).astype(np.float32)
+    gain = 10 ** (rng.uniform(-14.0, 2.0) / 20) / max(float(np.abs(audio).max()), 1e-3) * 0.5
+    pre, post = rng.uniform(0.05, 0.4), rng.uniform(0.05, 0.4)
+    audio = np.concatenate([np.zeros(int(pre * sr), np.float32), audio * gain,
+                            np.zeros(int(post * sr), np.float32)]).astype(np.float32)
+    if rng.random() < 0.5:
+        audio += (rng.standard_normal(len(audio)) * 10 ** (rng.uniform(-90, -55) / 20)).astype(np.float32)
+    phon = [PhonemeTiming(p.phoneme, p.start / alpha + pre, p.end / alpha + pre) for p in phon]
+    return Utterance(audio, sr, tuple(phon))
+
+
+def espeak_corpus(minutes: float, seed: int) -> list[Utterance]:
+    """About ``minutes`` of espeak-ng speech from voices the evaluation never uses (other
+    accents and voice variants), with espeak's own phoneme timings; deterministic."""
+    from .espeak import espeak_speech
+
+    rng = np.random.default_rng(seed + 1)
+    out: list[Utterance] = []
+    total = 0.0
+    while total < minutes * 60:
+        text = training_sentences(rng, 1)[0]
+        voice = TRAIN_ESPEAK[int(rng.integers(len(TRAIN_ESPEAK)))]
+        variant = TRAIN_VARIANTS[int(rng.integers(len(TRAIN_VARIANTS)))]
+        pcm, rate, phon = espeak_speech(text, voice + variant, int(rng.integers(130, 221)))
+        if len(pcm) and phon:
+            out.append(_vary(pcm, rate, phon, rng))
+            total += len(out[-1].pcm) / out[-1].sr
     return out
 
 
@@ -280,8 +313,8 @@ def _net(torch, n_classes: int):
         nn.Conv1d(N_MELS, HIDDEN, 3), nn.ReLU(),
         nn.Conv1d(HIDDEN, HIDDEN, 3, dilation=2), nn.ReLU(),
         nn.Conv1d(HIDDEN, HIDDEN, 3, dilation=4), nn.ReLU(),
-        nn.Flatten(), nn.Linear(HIDDEN * (N_CTX - 14), HIDDEN), nn.ReLU(),
-        nn.Linear(HIDDEN, n_classes))
+        nn.Flatten(), nn.Dropout(0.2), nn.Linear(HIDDEN * (N_CTX - 14), HIDDEN), nn.ReLU(),
+        nn.Dropout(0.2), nn.Linear(HIDDEN, n_classes))
 
 
 def write_onnx(net, mean: np.ndarray, std: np.ndarray, path: Path) -> None:
@@ -330,8 +363,8 @@ def write_onnx(net, mean: np.ndarray, std: np.ndarray, path: Path) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def train(out: Path = MODEL_PATH, *, seed: int = 0, minutes: float = 15.0, epochs: int = 30,
-          evaluate_voices: bool = True, report: Path | None = None) -> dict:
+def train(out: Path = MODEL_PATH, *, seed: int = 0, minutes: float = 20.0, epochs: int = 20,
+          espeak_share: float = 0.3, evaluate_voices: bool = True, report: Path | None = None) -> dict:
     """Generate data, train, export ``out`` (ONNX) and evaluate; returns the report."""
     torch = _torch()
     if minutes <= 0 or epochs <= 0:
@@ -340,9 +373,11 @@ def train(out: Path = MODEL_PATH, *, seed: int = 0, minutes: float = 15.0, epoch
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     t0 = time.perf_counter()
-    utts = piper_corpus(minutes, seed)
+    utts = piper_corpus(minutes * (1 - espeak_share), seed)
     n_val = max(1, len(utts) // 10) if len(utts) > 1 else 0
-    train_u, val_u = utts[n_val:], utts[:n_val]
+    train_u, val_u = utts[n_val:], utts[:n_val]  # validation: Piper sentences not trained on
+    extra = espeak_corpus(minutes * espeak_share, seed) if espeak_share > 0 else []
+    train_u = train_u + extra
     x, y, _ = dataset(train_u, step=0.5)  # two frames per video frame: more, shifted examples
     xv, yv, lv = dataset(val_u) if val_u else (x[:0], y[:0], np.zeros(0, np.float32))
     t_data = time.perf_counter() - t0
@@ -371,7 +406,7 @@ def train(out: Path = MODEL_PATH, *, seed: int = 0, minutes: float = 15.0, epoch
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         net.eval()
         with torch.no_grad():
             vl = float(loss_fn(net(xvt), yvt)) if len(xvt) else float("nan")
@@ -391,8 +426,8 @@ def train(out: Path = MODEL_PATH, *, seed: int = 0, minutes: float = 15.0, epoch
         "model": str(out), "bytes": out.stat().st_size,
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
         "seed": seed, "minutes": minutes, "epochs": epochs,
-        "utterances": len(utts), "train_frames": int(len(y)), "val_frames": int(len(yv)),
-        "audio_s": round(sum(len(u.pcm) / u.sr for u in utts), 1),
+        "espeak_share": espeak_share, "utterances": len(utts) + len(extra), "train_frames": int(len(y)), "val_frames": int(len(yv)),
+        "audio_s": round(sum(len(u.pcm) / u.sr for u in utts + extra), 1),
         "class_share": {n: round(float(np.mean(y == c)), 3) for c, n in enumerate(VISEME_CLASSES)},
         "data_s": round(t_data, 1), "train_s": round(t_train, 1),
         "onnx_vs_torch_max_diff": float(np.abs(check - ref).max()),
