@@ -362,13 +362,17 @@ def _class_shapes() -> tuple[np.ndarray, np.ndarray]:
 
 
 _CLASS_OPEN, _CLASS_LIPS = _class_shapes()
+SURE_LO, SURE_HI = 0.4, 0.8  # audio model: class probability from which a closure starts, is full
 
 
 def _shape_from_probs(level_open: float, probs: np.ndarray) -> tuple[float, np.ndarray]:
     """Loudness and the audio model's class probabilities -> (opening, [round, wide, bite]):
-    the classes' shapes weighted by their probability, faded with the loudness as in
-    ``_shape``."""
+    the lips' shape is the classes' shapes weighted by their probability, faded with the
+    loudness as in ``_shape``; the lips close (m b p) or meet the teeth (f v) only as far
+    as the model is sure (probability 0.4 -> 0.8: not at all -> fully), since a closure
+    it imagines during a vowel is worse than one it misses."""
     p = np.asarray(probs, np.float32)
-    opened = level_open * float(p @ _CLASS_OPEN)
+    sure = np.clip((p - SURE_LO) / (SURE_HI - SURE_LO), 0.0, 1.0)
+    opened = level_open * float(np.prod(1.0 - sure * (1.0 - _CLASS_OPEN)))
     presence = min(1.0, 4.0 * level_open)
     return opened, (p @ _CLASS_LIPS) * presence
