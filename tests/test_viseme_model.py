@@ -50,6 +50,7 @@ def test_beats_the_best_loudness_predictor_on_a_voice_it_never_heard(voice, spee
     assert len(y) > 300
     model = float(np.mean(default_model().probs(x).argmax(1) == y))
     baseline = float(np.mean(loudness_baseline(levels, y) == y))
+    # measured: model 0.76 / 0.83, loudness baseline 0.49 / 0.50 (docs/viseme_model.md)
     assert model >= baseline + 0.05, (model, baseline)
 
 
@@ -74,7 +75,7 @@ def test_rounded_and_spread_lips_from_the_sound_alone():
         voiced = params.open > 0.2
         return float(getattr(params, what)[voiced].mean())
 
-    # measured: round 0.30 vs 0.06, wide 0.08 vs 0.38 (model of the first commit)
+    # measured (committed model): "oo" round 0.50, wide 0.02; "ee" round 0.07, wide 0.42
     assert mean(on["oo"], "round") > mean(on["ee"], "round") + 0.1
     assert mean(on["ee"], "wide") > mean(on["oo"], "wide") + 0.1
 
@@ -118,6 +119,18 @@ def test_chunked_equals_one_shot():
         assert len(a) == len(b)
         differ = set(np.flatnonzero(a != b).tolist())
         assert differ <= ends, (what, sorted(differ - ends))
+
+
+def test_a_new_sample_rate_mid_stream():
+    tracker = _tracker(True)
+    first = tracker.step(_espeak16(OO)[: SR // 2], SR)
+    from avatar_agent.audio.io import resample
+
+    more = resample(_espeak16(EE), SR, 24000)
+    second = tracker.step(more, 24000)
+    # no drift: the frame count is that of the whole stream at the new rate
+    assert len(first.open) + len(second.open) == round((SR // 2 * 24000 // SR + len(more)) * 25 / 24000)
+    assert second.wide.max() > 0.2  # still shaped after the switch
 
 
 def test_train_visemes_end_to_end(tmp_path, capsys):

@@ -62,8 +62,8 @@ def last_mel(ends: np.ndarray, sr: int) -> np.ndarray:
 def features(audio: np.ndarray, audio_start: int, ends: np.ndarray, sr: int) -> np.ndarray:
     """``(F, N_CTX, N_MELS)`` float32 log-mel (dB) windows for frames whose audio ends at
     absolute samples ``ends``. ``audio`` holds the stream from absolute sample
-    ``audio_start``; samples before 0 are silence, and every sample a window needs at or
-    after 0 must lie inside ``audio``."""
+    ``audio_start``; samples outside it are silence (the tracker keeps every sample a
+    frame still to come can read, ``context_samples``)."""
     ends = np.asarray(ends, np.int64)
     if len(ends) == 0:
         return np.zeros((0, N_CTX, N_MELS), np.float32)
@@ -78,12 +78,10 @@ def features(audio: np.ndarray, audio_start: int, ends: np.ndarray, sr: int) -> 
     e = mel_ends(np.arange(b_lo, b_hi), sr)
     idx = e[:, None] - win + np.arange(win)[None, :]  # absolute sample indices
     rel = idx - audio_start
-    used = idx[m_lo - b_lo:m_hi - b_lo + 1]
-    used_rel = used - audio_start
-    if np.any((used >= 0) & ((used_rel < 0) | (used_rel >= len(audio)))):
-        raise ValueError("viseme features: audio outside the retained samples was requested")
     x = np.asarray(audio, np.float32)
-    ok = (idx >= 0) & (rel >= 0) & (rel < len(x))  # rows outside are not used
+    # outside ``audio`` reads as silence: before the stream, in rows no frame uses, and
+    # after a change of sample rate (the tracker then starts a new tail)
+    ok = (idx >= 0) & (rel >= 0) & (rel < len(x))
     frames = np.zeros(idx.shape, np.float32)
     frames[ok] = x[rel[ok]]
     db = np.empty((len(frames), N_MELS), np.float32)
