@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="ONNX file to write (default: the packaged avatar_agent/lipsync/data/visemes.onnx)")
     p.add_argument("--seed", type=int, default=0, help="same seed, same file (bit for bit)")
-    p.add_argument("--minutes", type=float, default=20.0, help="minutes of Piper speech to train on")
+    p.add_argument("--minutes", type=float, default=20.0, help="minutes of speech to synthesize and train on")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--espeak-share", type=float, default=0.3,
                    help="share of the minutes spoken by espeak-ng voices the evaluation does not use")

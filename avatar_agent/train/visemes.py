@@ -367,8 +367,8 @@ def train(out: Path = MODEL_PATH, *, seed: int = 0, minutes: float = 20.0, epoch
           espeak_share: float = 0.3, evaluate_voices: bool = True, report: Path | None = None) -> dict:
     """Generate data, train, export ``out`` (ONNX) and evaluate; returns the report."""
     torch = _torch()
-    if minutes <= 0 or epochs <= 0:
-        raise InputError("--minutes and --epochs must be positive")
+    if minutes <= 0 or epochs <= 0 or not 0 <= espeak_share < 1:
+        raise InputError("--minutes and --epochs must be positive, --espeak-share in [0, 1)")
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
