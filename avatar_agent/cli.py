@@ -1,4 +1,4 @@
-"""Command line: talk, reply, render, say, models, devices, config, bench.
+"""Command line: talk, reply, render, say, models, devices, config, bench, train-visemes.
 
 Every command loads the typed config (``--config``, ``--set key=value``). A user
 mistake (:class:`AvatarError`) prints one ``error:`` line and exits with its code;
@@ -92,6 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write an INT8 model (NNCF), calibrated on the avatar and --calibration-audio")
     mc.add_argument("--calibration-audio", type=Path, default=Path("examples/assets/question.wav"),
                     help="a few seconds of speech for INT8 calibration")
+
+    p = sub.add_parser("train-visemes", parents=[common],
+                       help="train the audio -> viseme model on Piper speech (extra 'convert')")
+    p.add_argument("--out", type=Path, default=None,
+                   help="ONNX file to write (default: the packaged avatar_agent/lipsync/data/visemes.onnx)")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same file (bit for bit)")
+    p.add_argument("--minutes", type=float, default=20.0, help="minutes of speech to synthesize and train on")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--espeak-share", type=float, default=0.3,
+                   help="share of the minutes spoken by espeak-ng voices the evaluation does not use")
+    p.add_argument("--no-eval", action="store_true", help="skip the espeak-ng evaluation")
+    p.add_argument("--report", type=Path, default=None, help="also write the JSON report here")
 
     p = sub.add_parser("serve", parents=[common],
                        help="the avatar in a browser over WebRTC (extra 'serve')")
@@ -287,6 +299,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _exit_now_if_busy(run_serve(cfg))
 
 
+def cmd_train_visemes(args: argparse.Namespace) -> int:
+    """``train-visemes``: data from Piper, train, export ONNX, evaluate on espeak-ng."""
+    from .lipsync.audio_visemes import MODEL_PATH
+    from .train.visemes import train
+
+    result = train(args.out or MODEL_PATH, seed=args.seed, minutes=args.minutes, epochs=args.epochs,
+                   espeak_share=args.espeak_share, evaluate_voices=not args.no_eval, report=args.report)
+    summary = {k: v for k, v in result.items() if k != "curve"}
+    summary["final"] = result["curve"][-1]
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     """``devices``: list audio devices."""
     from .audio.devices import describe_devices
@@ -307,6 +332,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 COMMANDS = {
     "talk": cmd_talk, "reply": cmd_reply, "render": cmd_render, "say": cmd_say,
     "models": cmd_models, "devices": cmd_devices, "serve": cmd_serve, "config": cmd_config, "bench": cmd_bench,
+    "train-visemes": cmd_train_visemes,
 }
 
 

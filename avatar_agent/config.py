@@ -247,6 +247,10 @@ class VisemeConfig(_Section):
     attack_ms: float = Field(30.0, ge=0)
     release_ms: float = Field(80.0, ge=0)
     teeth: bool = True
+    audio_model: bool = Field(
+        True, description="Without phoneme timings (a TTS other than Piper, a wav, the browser), a "
+                          "small trained model reads the lip shapes from the sound (docs/viseme_model.md)."
+    )
 
 
 class Wav2LipConfig(_Section):

@@ -83,8 +83,11 @@ def test_aperture_follows_the_speech_envelope(talk):
         rs[lag] = float(np.corrcoef(a, e)[0, 1])
     best = max(rs, key=rs.get)
     # on time: the mouth follows the sound at lag 0 (look-ahead; was +1 frame, r 0.56-0.59
-    # at lag 0), on either portrait
-    assert best == 0 and rs[0] >= 0.65, rs
+    # at lag 0), on either portrait. No phoneme timings here, so the audio viseme model
+    # shapes the lips (rounded/spread lips change the inner-lip gap the mesh sees): r at lag
+    # 0 >= 0.6 as with Piper's timings (test_real_phoneme_timings_keep_the_sync); measured
+    # astronaut 0.645 (0.65+ with loudness only), lag -1 0.56
+    assert best == 0 and rs[0] >= 0.6 and rs[0] >= max(rs[-1], rs[1]) + 0.03, rs
 
 
 def test_silent_frames_are_at_the_photos_closed_level(talk):

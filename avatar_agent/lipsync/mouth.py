@@ -73,8 +73,10 @@ _ROUND_MORE = {"ʃ": 0.55, "ʒ": 0.55, "ɹ": 0.35, "r": 0.3}
 # spread lips (corners drawn out): front vowels, "y", and "s"/"z" (teeth together)
 _WIDE = {"i": 1.0, "ɪ": 0.75, "e": 0.8, "ɛ": 0.55, "æ": 0.45, "j": 0.7, "s": 0.45, "z": 0.45,
          "ɛ̃": 0.5}
-# viseme classes (for the contact sheet and the docs): name -> example phoneme
+# viseme classes (the contact sheet, the docs, and the audio model's outputs in this order):
+# name -> example phoneme; ``viseme_class`` maps every sound to one of them
 VISEMES = {"rest": "", "M B P": "m", "F V": "f", "O U W": "u", "E I": "i", "A": "a"}
+VISEME_CLASSES = tuple(VISEMES)
 BLEND_S = 0.05  # a sound's shape blends over ±50 ms around its span (coarticulation)
 SHAPE_CLOSED = 0.01  # below this a shape parameter is exactly zero (the photo returns)
 
@@ -113,12 +115,16 @@ class MouthTracker:
     max_open: float = 1.0
     attack_s: float = 0.03
     release_s: float = 0.08
+    # audio -> viseme model (``audio_visemes.VisemeModel``): shapes the lips of frames that
+    # have no phoneme timings; None: loudness only there
+    model: object = None
     samples: int = 0
     frames: int = 0
     sample_rate: int = 0
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     tail_start: int = 0  # absolute sample index of tail[0]
     sounds: list = field(default_factory=list)  # speech sounds, absolute times (s)
+    timed: list = field(default_factory=list)  # (start, end) s of chunks that had timings
     committed: int = 0  # frames < committed used complete audio; state below is after them
     value: float = 0.0
     velocity: float = 0.0  # last per-frame change of the visible opening
@@ -129,6 +135,7 @@ class MouthTracker:
         self.samples = self.frames = self.committed = self.tail_start = 0
         self.tail = np.zeros(0, np.float32)
         self.sounds = []
+        self.timed = []
         self.value = self.velocity = 0.0
         self.shape = (0.0, 0.0, 0.0)
 
@@ -154,9 +161,25 @@ class MouthTracker:
         if phonemes:
             self.sounds.extend(PhonemeTiming(p.phoneme, p.start + start_s, p.end + start_s)
                                for p in clean_phonemes(phonemes))
+            self.timed.append((start_s, self.samples / sample_rate))
         audio = np.concatenate([self.tail, np.asarray(pcm, np.float32)])
         first = self.committed  # re-run the smoother from the last committed frame
         n = end - first
+        # frames shaped by the phoneme timings (their chunk had them); the others by the
+        # audio model when there is one, else by loudness alone
+        t_mids = np.arange(first, end) / self.fps + PHONEME_LEAD_S
+        timed = np.array([any(a <= t < b for a, b in self.timed) for t in t_mids], bool)
+        probs = None
+        if self.model is not None and not timed.all():
+            from .audio_visemes import features
+
+            # the model reads the audio up to its frame's loudness window end (or, for a
+            # provisional frame, up to what has arrived): nothing the loudness does not read
+            ends = np.array([min(self._window(k, sample_rate)[1], self.samples)
+                             for k in range(first, end)], np.int64)[~timed]
+            got = self.model.probs(features(audio, self.tail_start, ends, sample_rate))
+            probs = np.zeros((n, got.shape[1]), np.float32)
+            probs[~timed] = got
         targets = np.zeros(n, np.float32)
         shapes = np.zeros((n, 3), np.float32)  # round, wide, bite
         snap = np.zeros(n, bool)
@@ -178,10 +201,12 @@ class MouthTracker:
             energy /= max(b - a, 1)
             level = 10 * np.log10(max(energy, 1e-12))
             targets[i] = np.clip((level - FLOOR_DB) / (TOP_DB - FLOOR_DB), 0.0, 1.0)
-            if self.sounds:
-                t_mid = k / self.fps + PHONEME_LEAD_S
+            if timed[i] or probs is not None:
                 open_before = targets[i]
-                targets[i], shapes[i] = _shape(targets[i], t_mid, self.sounds)
+                if timed[i]:
+                    targets[i], shapes[i] = _shape(targets[i], float(t_mids[i]), self.sounds)
+                else:
+                    targets[i], shapes[i] = _shape_from_probs(targets[i], probs[i])
                 snap[i] = targets[i] < 0.5 * open_before  # a lip closure (m, b, p): close fast
         opens = self._smooth(targets * self.gain, snap, final - first)
         shaped = self._smooth_shape(shapes, final - first)
@@ -189,11 +214,17 @@ class MouthTracker:
         self.committed = final
         # keep the audio the next re-run can need: from the first uncommitted window on
         keep_from = min(self._window(final, sample_rate)[0], self.samples)
+        if self.model is not None:
+            from .audio_visemes import context_samples
+
+            keep_from = min(keep_from, min(self._window(final, sample_rate)[1], self.samples)
+                            - context_samples(sample_rate))
         keep_from = max(keep_from, self.tail_start)
         self.tail = audio[keep_from - self.tail_start:].copy()
         self.tail_start = keep_from
         horizon = final / self.fps - 1.0
         self.sounds = [p for p in self.sounds if p.end >= horizon]
+        self.timed = [(a, b) for a, b in self.timed if b >= horizon]
         self.frames = end
         return MouthParams(opens[skip:], shaped[skip:, 0], shaped[skip:, 1], shaped[skip:, 2])
 
@@ -298,3 +329,50 @@ def _shape(level_open: float, t: float, phonemes: list[PhonemeTiming] | tuple[Ph
                                    np.float32)
     presence = min(1.0, 4.0 * level_open)
     return opened, blend * presence
+
+
+def viseme_class(symbol: str) -> int:
+    """Index in :data:`VISEME_CLASSES` of a speech sound, from the tables ``_shape`` draws
+    with (the audio model is trained on these labels): lips closed (m b p), lip on teeth
+    (f v), rounded (rounding >= 0.5), spread (width >= 0.5), open vowel (opening >= 0.5),
+    else rest (other consonants, silence)."""
+    sym = symbol[:1]
+    if sym in _BILABIAL:
+        return 1
+    if sym in _LABIODENTAL:
+        return 2
+    if (_VOWELS.get(sym, (0.0, 0.0))[1] or _ROUND_MORE.get(sym, 0.0)) >= 0.5:
+        return 3
+    if _WIDE.get(sym, 0.0) >= 0.5:
+        return 4
+    if _VOWELS.get(sym, (0.0, 0.0))[0] >= 0.5:
+        return 5
+    return 0
+
+
+def _class_shapes() -> tuple[np.ndarray, np.ndarray]:
+    """Per class: the opening factor (lip closure and lip-bite only: loudness keeps driving
+    the jaw) and the (round, wide, bite) of its example sound, as ``_shape`` draws them."""
+    factor, lips = [], []
+    for name, sym in VISEMES.items():
+        opened, blend = _shape(1.0, 0.5, (PhonemeTiming(sym, 0.0, 1.0),))
+        factor.append(opened if name in ("M B P", "F V") else 1.0)
+        lips.append(blend)
+    return np.array(factor, np.float32), np.array(lips, np.float32)
+
+
+_CLASS_OPEN, _CLASS_LIPS = _class_shapes()
+SURE_LO, SURE_HI = 0.4, 0.8  # audio model: class probability from which a closure starts, is full
+
+
+def _shape_from_probs(level_open: float, probs: np.ndarray) -> tuple[float, np.ndarray]:
+    """Loudness and the audio model's class probabilities -> (opening, [round, wide, bite]):
+    the lips' shape is the classes' shapes weighted by their probability, faded with the
+    loudness as in ``_shape``; the lips close (m b p) or meet the teeth (f v) only as far
+    as the model is sure (probability 0.4 -> 0.8: not at all -> fully), since a closure
+    it imagines during a vowel is worse than one it misses."""
+    p = np.asarray(probs, np.float32)
+    sure = np.clip((p - SURE_LO) / (SURE_HI - SURE_LO), 0.0, 1.0)
+    opened = level_open * float(np.prod(1.0 - sure * (1.0 - _CLASS_OPEN)))
+    presence = min(1.0, 4.0 * level_open)
+    return opened, (p @ _CLASS_LIPS) * presence

@@ -82,8 +82,14 @@ class VisemeEngine(LipSyncEngine):
         image = np.ascontiguousarray(image_bgr[0] if image_bgr.ndim == 4 else image_bgr)
         face = faces[0] if faces else self.analyzer.analyze(image)
         vc = self.cfg.lipsync.viseme
+        model = None
+        if vc.audio_model:  # lip shapes from the sound when the TTS gives no phoneme timings
+            from .audio_visemes import default_model
+
+            model = default_model()
         mouth = MouthTracker(fps=self.fps, gain=vc.gain, max_open=vc.max_open,
-                             attack_s=vc.attack_ms / 1000, release_s=vc.release_ms / 1000)
+                             attack_s=vc.attack_ms / 1000, release_s=vc.release_ms / 1000,
+                             model=model)
         rng = np.random.default_rng(self.cfg.lipsync.seed)
         gaps = rng.uniform(*BLINK_GAP_S, size=2000)
         return VisemeState(image=image, face=face, warp=FaceWarp(image, face), mouth=mouth,

@@ -1,0 +1,1 @@
+"""Training the project's own small models (PyTorch at training time only)."""
