@@ -441,6 +441,24 @@ def _load_libc():
 
 
 _LIBC = _load_libc()
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameters (malloc.h)
+_M_ARENA_MAX = -8
+
+
+def tune_allocator() -> None:
+    """Keep a long-running process's memory flat: frames (0.8 MB each at 512x512) get
+    their own mappings, returned to the OS when freed, instead of glibc's heap, whose
+    dynamic threshold moves them there after the first free and then keeps the
+    fragments; and few arenas for the many worker threads. Call before the models load
+    (their threads create arenas). Measured in a 100-turn soak of ``talk``: see
+    benchmarks/RESULTS.md ("soak")."""
+    if _LIBC is None:
+        return
+    try:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 256 * 1024)
+        _LIBC.mallopt(_M_ARENA_MAX, 2)
+    except AttributeError:  # not glibc
+        pass
 
 
 # -------------------------------------------------------------------- the command
@@ -453,6 +471,7 @@ def run_talk(cfg: Config, window: bool = True) -> int:
     # hand the GIL over more often (default 5 ms): the audio callbacks need it within a
     # 10-20 ms block while model threads run Python code
     sys.setswitchinterval(0.001)
+    tune_allocator()
     try:
         return asyncio.run(_talk(cfg, window))
     except KeyboardInterrupt:  # Ctrl-C before the loop installed its handler
