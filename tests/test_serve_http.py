@@ -202,3 +202,30 @@ async def test_per_session_portrait_upload_is_checked(store, face_bgr) -> None:
         assert st["uploaded_avatars"] == 1 and st["sessions"] == 0 and st["avatar"] == "per_session"
     finally:
         await runner.cleanup()
+
+
+async def test_fifty_offers_beyond_the_limit_are_told_busy() -> None:
+    """With every slot taken, 50 offers at once: 503 "busy" each with Retry-After; the
+    page, the status and the refused count stay right (the browser test does this with
+    3 real sessions)."""
+    import asyncio
+
+    srv, runner, url = await _serve("server.max_sessions=2")
+    srv.sessions.update({"a": object(), "b": object()})  # type: ignore[dict-item]
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def knock() -> tuple[int, str | None, str]:
+                async with http.post(url + "offer", json={"sdp": "v=0", "type": "offer"}) as r:
+                    return r.status, r.headers.get("Retry-After"), (await r.json())["error"]
+
+            answers = await asyncio.gather(*(knock() for _ in range(50)))
+            assert all(a == (503, "10", "busy: 2 session(s) already running, try again later")
+                       for a in answers), answers[:3]
+            async with http.get(url) as r:
+                assert r.status == 200
+            async with http.get(url + "api/status") as r:
+                st = await r.json()
+        assert st["refused"] == 50 and st["sessions"] == 2 and st["started"] == 0
+    finally:
+        srv.sessions.clear()
+        await runner.cleanup()

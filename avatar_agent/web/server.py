@@ -26,6 +26,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -366,6 +367,10 @@ class AvatarServer:
             "sessions": len(self.sessions), "max_sessions": self.cfg.server.max_sessions,
             "started": self.started, "ended": self.ended, "refused": self.refused,
             "threads": threading.active_count(),
+            # besides the codec pool (which keeps its idle threads): model workers, the
+            # presenters; back to the same count when every session has ended
+            "threads_other": sum(not t.name.startswith("serve-codec") for t in threading.enumerate()),
+            "fds": _open_fds(),
             "rss_mb": _rss_mb(),
             "loop_lag_ms": {"last_10s_max": round(max(self.lags, default=0.0), 1),
                             "max": round(self.lag_max_ms, 1)},
@@ -535,6 +540,14 @@ def _rss_mb() -> float | None:
     except OSError:
         pass
     return None
+
+
+def _open_fds() -> int | None:
+    """Open file descriptors of this process (Linux): sockets included, for leak checks."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
 
 
 def _task_name(task: asyncio.Task) -> str:

@@ -171,18 +171,22 @@ def _check_reply(stats: dict, server: Server, mouth: bool = True) -> None:
     assert statistics.median(speak) > 2 * statistics.median(listen) + 0.05, (speak, listen)
 
 
-def _idle(server: Server, tasks0: list[str]) -> bool:
-    """No session left, no presenter thread, no more asyncio tasks than before."""
+def _idle(server: Server, st0: dict) -> bool:
+    """No session left, no presenter thread; no more asyncio tasks, threads (besides the
+    codec pool, which keeps its idle threads) and open files/sockets than in ``st0``,
+    the status from before."""
     st = server.status()
-    ok = st["sessions"] == 0 and st["presenter_threads"] == 0 and len(st["tasks"]) <= len(tasks0)
-    return ok or (False, tasks0, st)
+    ok = (st["sessions"] == 0 and st["presenter_threads"] == 0
+          and len(st["tasks"]) <= len(st0["tasks"]) and st["threads_other"] <= st0["threads_other"]
+          and st["fds"] <= st0["fds"] + 2)  # +2: slack for a keep-alive connection
+    return ok or (False, st0, st)
 
 
 # -------------------------------------------------------------------- one browser
 async def test_browser_turn_and_tab_close(server: Server, question_wav: Path) -> None:
     """Autostart page → question transcribed → reply audio+video in the browser → tab
     closed → the session is gone (count back to 0, no thread left behind)."""
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     browser = Chromium(server.url + "?autostart=1", question_wav)
     try:
         await browser.start()
@@ -199,14 +203,14 @@ async def test_browser_turn_and_tab_close(server: Server, question_wav: Path) ->
         assert server.status()["sessions"] == 1
         await browser.close_tab()
         await _until("the session to end", lambda: server.status()["sessions"] == 0, 30)
-        await _until("its thread and tasks to end", lambda: _idle(server, tasks0), 10)
+        await _until("its thread and tasks to end", lambda: _idle(server, st0), 10)
     finally:
         await browser.close()
 
 
 async def test_browser_killed_mid_reply(server: Server, question_wav: Path) -> None:
     """A browser that dies while the avatar speaks (no goodbye) is cleaned up too."""
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     browser = Chromium(server.url + "?autostart=1", question_wav)
     try:
         await browser.start()
@@ -222,8 +226,46 @@ async def test_browser_killed_mid_reply(server: Server, question_wav: Path) -> N
         # the mic stops: server.audio_timeout_s (8 s here) ends it, not ICE's 30 s
         await _until("the session to end", lambda: server.status()["sessions"] == 0, 30)
         print(f"killed browser's session ended {time.monotonic() - t_kill:.1f} s after the kill")
-        await _until("its threads and tasks to end", lambda: _idle(server, tasks0), 10)
+        await _until("its threads and tasks to end", lambda: _idle(server, st0), 10)
         assert server.proc.poll() is None
+    finally:
+        await browser.close()
+
+
+async def test_stop_button_mid_reply_ends_the_session_and_starts_again(
+        server: Server, question_wav: Path) -> None:
+    """The page's "Stop microphone" while the avatar speaks: the server ends the session
+    at once (the page's "bye", not the microphone timeout): conversation task, tracks,
+    presenter thread, sockets all gone. The button then starts a fresh session, and a
+    closed tab ends that one the same way."""
+    st0 = server.status()
+    browser = Chromium(server.url + "?autostart=1", question_wav)
+    click = 'document.getElementById("mic").click() || document.getElementById("mic").textContent'
+    try:
+        await browser.start()
+
+        async def speaking():
+            s = await browser.stats()
+            return s and s["state"] == "speaking" and s
+
+        sid = (await _until("the avatar to speak", speaking, TURN_S, every=0.1))["session"]
+        t_click = time.monotonic()
+        assert await browser.evaluate(click) == "Start microphone"
+        await _until("the session to end", lambda: server.status()["sessions"] == 0, 10, every=0.1)
+        took = time.monotonic() - t_click
+        await _until("its threads, tasks and sockets to end", lambda: _idle(server, st0), 10)
+        ended = [x for x in server.log_tail(20000).splitlines() if f"session {sid} ended" in x]
+        assert ended and ended[-1].endswith("the page said bye"), ended
+        assert took < 5, f"{took:.1f} s: ended by the microphone timeout, not the button"
+        page = await browser.stats()
+        assert page["ended"] and page["state"] == "idle" and not page["error"], page
+        # the same button starts a new session
+        await browser.evaluate(click)
+        await _until("a new session", lambda: server.status()["sessions"] == 1, 30)
+        assert server.status()["ids"] != [sid]
+        await browser.close_tab()
+        await _until("it to end", lambda: server.status()["sessions"] == 0, 5, every=0.1)
+        await _until("its threads, tasks and sockets to end", lambda: _idle(server, st0), 10)
     finally:
         await browser.close()
 
@@ -231,6 +273,7 @@ async def test_browser_killed_mid_reply(server: Server, question_wav: Path) -> N
 # -------------------------------------------------------------------- bad clients
 async def test_garbage_offers_and_server_keeps_serving(server: Server) -> None:
     """Garbage SDP, no JSON, a wrong type: one clear 400 each, no session left over."""
+    st0 = server.status()
     async with aiohttp.ClientSession() as http:
         for body in ('{"sdp": "v=0 garbage", "type": "offer"}', "not json at all",
                      '{"sdp": 42, "type": "offer"}', '{"sdp": "v=0", "type": "answer"}'):
@@ -241,8 +284,7 @@ async def test_garbage_offers_and_server_keeps_serving(server: Server) -> None:
                 assert err.startswith(("bad offer", "bad request")), err
         async with http.get(server.url) as resp:
             assert resp.status == 200 and "avatarStats" in await resp.text()
-    st = server.status()
-    assert st["sessions"] == 0 and st["presenter_threads"] == 0, st
+    await _until("nothing left over", lambda: _idle(server, st0), 10)
 
 
 async def test_client_that_never_sends_audio(server: Server) -> None:
@@ -257,7 +299,7 @@ async def test_client_that_never_sends_audio(server: Server) -> None:
         async def recv(self):  # never a frame
             await asyncio.sleep(3600)
 
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     events: list[dict] = []
     try:
@@ -277,7 +319,7 @@ async def test_client_that_never_sends_audio(server: Server) -> None:
                    for e in events), events
     finally:
         await pc.close()
-    await _until("its threads and tasks to end", lambda: _idle(server, tasks0), 10)
+    await _until("its threads and tasks to end", lambda: _idle(server, st0), 10)
 
 
 # -------------------------------------------------------------------- several at once
@@ -286,7 +328,7 @@ async def test_three_browsers_at_once_and_a_crowd_beyond_the_limit(
         server: Server, question_wav: Path) -> None:
     """3 browsers (the configured limit) talk at once, each gets its own answered turn;
     50 more offers meanwhile are each told "busy"; all 3 closed → nothing left."""
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     browsers = [Chromium(server.url + "?autostart=1", question_wav) for _ in range(3)]
     try:
         await asyncio.gather(*(b.start() for b in browsers))
@@ -313,4 +355,4 @@ async def test_three_browsers_at_once_and_a_crowd_beyond_the_limit(
               f"server RSS {rss0} MB before, {server.status()['rss_mb']} MB with 3 sessions")
     finally:
         await asyncio.gather(*(b.close() for b in browsers))
-    await _until("the sessions to end", lambda: _idle(server, tasks0), 90)
+    await _until("the sessions to end", lambda: _idle(server, st0), 90)
