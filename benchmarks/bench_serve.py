@@ -132,7 +132,7 @@ class ServeProcess:
         self.transcript = folder / "transcript.jsonl"
         self.log = folder / "serve.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "avatar_agent", "serve", "--config", str(conf)], cwd=ROOT,
+            [sys.executable, "-m", "avatar_agent", "serve", "-v", "--config", str(conf)], cwd=ROOT,
             stdout=subprocess.PIPE, stderr=open(self.log, "wb"), text=True, start_new_session=True)
         self.url = ""
         found = threading.Event()
@@ -285,7 +285,8 @@ async def _bench(cfg, counts: list[int], turns: int, gap_s: float, work: Path) -
             print(f"  replied {r['replied']}/{r['questions']}, within {LIMIT_S} s: "
                   f"{r['within_limit']}, p50 {r['p50_s']} s, p95 {r['p95_s']} s, "
                   f"load {r['load_avg_1m']}", file=sys.stderr, flush=True)
-        recs = [r for r in srv.records() if r.get("voice_to_face_s") is not None]
+        every = [r for r in srv.records() if r.get("user")]
+        recs = [r for r in every if r.get("voice_to_face_s") is not None]
         v2f = [r["voice_to_face_s"] for r in recs if not r.get("interrupted")]
     finally:
         srv.stop()
@@ -295,7 +296,10 @@ async def _bench(cfg, counts: list[int], turns: int, gap_s: float, work: Path) -
     return {
         "rss_idle_mb": rss0, "counts": rows,
         "sessions_all_within_limit": max(ok, default=0),
-        "server_voice_to_face_p50_s": _pct(v2f, 50), "server_turns": len(recs),
+        "server_voice_to_face_p50_s": _pct(v2f, 50), "server_voice_to_face_p95_s": _pct(v2f, 95),
+        "server_turns": len(every), "server_turns_shown": len(recs),
+        "server_turns_interrupted": sum(bool(r.get("interrupted")) for r in every),
+        "server_turns_unanswered": sum(not r.get("assistant") for r in every),
         "questions": [f"{q[0]}: {q[1]}" for q in qs],
     }
 
