@@ -113,6 +113,7 @@ class Server:
 def server(tmp_path_factory):
     assert chromium_path(), "chromium missing: run scripts/install-sysdeps.sh test (make test does)"
     srv = Server(tmp_path_factory.mktemp("serve-srv"), "server.max_sessions=3",
+                 "server.avatar=per_session",  # without an upload: the configured portrait
                  "server.audio_timeout_s=8", "llm.max_tokens=40")
     try:
         yield srv
@@ -264,7 +265,8 @@ async def test_stop_button_mid_reply_ends_the_session_and_starts_again(
         await _until("a new session", lambda: server.status()["sessions"] == 1, 30)
         assert server.status()["ids"] != [sid]
         await browser.close_tab()
-        await _until("it to end", lambda: server.status()["sessions"] == 0, 5, every=0.1)
+        # the page's goodbye on pagehide, not the 8 s microphone timeout
+        await _until("it to end", lambda: server.status()["sessions"] == 0, 7, every=0.1)
         await _until("its threads, tasks and sockets to end", lambda: _idle(server, st0), 10)
     finally:
         await browser.close()
@@ -289,9 +291,14 @@ async def test_garbage_offers_and_server_keeps_serving(server: Server) -> None:
 
 async def test_client_that_never_sends_audio(server: Server) -> None:
     """A real WebRTC peer (aiortc) whose microphone track never sends a packet: the
-    server says so on the data channel and ends the session after server.audio_timeout_s."""
+    server says so on the data channel and ends the session after server.audio_timeout_s.
+    The peer uploaded its own portrait first (server.avatar: per_session): the video it
+    receives is that picture's size."""
+    import cv2
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamTrack
+
+    from avatar_agent.reply import builtin_portrait
 
     class Mute(MediaStreamTrack):
         kind = "audio"
@@ -302,6 +309,24 @@ async def test_client_that_never_sends_audio(server: Server) -> None:
     st0 = server.status()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     events: list[dict] = []
+    sizes: list[tuple[int, int]] = []
+    readers: list[asyncio.Task] = []
+
+    @pc.on("track")
+    def _track(track) -> None:
+        async def first_frame() -> None:
+            frame = await track.recv()
+            sizes.append((frame.width, frame.height))
+
+        if track.kind == "video":
+            readers.append(asyncio.ensure_future(first_frame()))
+
+    ok, jpg = cv2.imencode(".jpg", cv2.resize(builtin_portrait(), (384, 384)))
+    async with aiohttp.ClientSession() as http, http.post(server.url + "avatar",
+                                                          data=jpg.tobytes()) as r:
+        assert r.status == 200, await r.text()
+        portrait = await r.json()
+    assert (portrait["width"], portrait["height"]) == (384, 384)
     try:
         pc.addTrack(Mute())
         pc.addTransceiver("video", direction="recvonly")
@@ -309,15 +334,19 @@ async def test_client_that_never_sends_audio(server: Server) -> None:
         channel.on("message", lambda m: events.append(json.loads(m)))
         await pc.setLocalDescription(await pc.createOffer())
         async with aiohttp.ClientSession() as http, http.post(
-                server.url + "offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as r:
+                server.url + "offer", json={"sdp": pc.localDescription.sdp, "type": "offer",
+                                            "avatar": portrait["avatar"]}) as r:
             assert r.status == 200, await r.text()
             answer = await r.json()
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
         await _until("the session to start", lambda: server.status()["sessions"] == 1, 20)
+        assert await _until("a video frame", lambda: sizes, 30) == [(384, 384)]
         await _until("the session to end", lambda: server.status()["sessions"] == 0, 60)
         assert any(e.get("type") == "error" and "no microphone audio for 8 s" in e["text"]
                    for e in events), events
     finally:
+        for task in readers:
+            task.cancel()
         await pc.close()
     await _until("its threads and tasks to end", lambda: _idle(server, st0), 10)
 
