@@ -385,7 +385,8 @@ class AvatarServer:
             "threads": threading.active_count(),
             # besides the codec pool (which keeps its idle threads): model workers, the
             # presenters; back to the same count when every session has ended
-            "threads_other": sum(not t.name.startswith("serve-codec") for t in threading.enumerate()),
+            "threads_other": sorted(t.name for t in threading.enumerate()
+                                    if not t.name.startswith("serve-codec")),
             "fds": _open_fds(),
             "rss_mb": _rss_mb(),
             "loop_lag_ms": {"last_10s_max": round(max(self.lags, default=0.0), 1),

@@ -178,7 +178,7 @@ def _idle(server: Server, st0: dict) -> bool:
     the status from before."""
     st = server.status()
     ok = (st["sessions"] == 0 and st["presenter_threads"] == 0
-          and len(st["tasks"]) <= len(st0["tasks"]) and st["threads_other"] <= st0["threads_other"]
+          and len(st["tasks"]) <= len(st0["tasks"]) and len(st["threads_other"]) <= len(st0["threads_other"])
           and st["fds"] <= st0["fds"] + 2)  # +2: slack for a keep-alive connection
     return ok or (False, st0, st)
 
