@@ -272,6 +272,29 @@ async def test_stop_button_mid_reply_ends_the_session_and_starts_again(
         await browser.close()
 
 
+async def test_page_shows_why_a_portrait_was_refused(server: Server, question_wav: Path) -> None:
+    """server.avatar: per_session: the page offers the portrait upload; a picture with
+    no face is refused with the server's reason on the page, and the page stays usable."""
+    browser = Chromium(server.url, question_wav)  # no autostart: the user picks first
+    try:
+        await browser.start()
+        await _until("the page", lambda: browser.stats(), 30)
+        assert await browser.evaluate('!document.getElementById("portraitRow").hidden')
+        await browser.evaluate(
+            '(() => { const c = document.createElement("canvas"); c.width = c.height = 256;'
+            ' c.getContext("2d").fillRect(0, 0, 256, 256);'
+            ' c.toBlob(b => upload(new File([b], "blank.png", {type: "image/png"})), "image/png");'
+            ' return 1; })()')
+        err = await _until("the refusal", lambda: browser.evaluate("window.avatarStats.avatarError"), 30)
+        assert err.startswith("no face found"), err
+        shown = await browser.evaluate('document.getElementById("pstat").textContent')
+        assert shown.startswith("portrait refused: no face found"), shown
+        assert await browser.evaluate('!document.getElementById("mic").disabled')
+        assert server.status()["sessions"] == 0
+    finally:
+        await browser.close()
+
+
 # -------------------------------------------------------------------- bad clients
 async def test_garbage_offers_and_server_keeps_serving(server: Server) -> None:
     """Garbage SDP, no JSON, a wrong type: one clear 400 each, no session left over."""
