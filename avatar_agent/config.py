@@ -366,6 +366,11 @@ class ServerConfig(_Section):
         10.0, gt=0, description="End a session whose mic sends nothing this long (never started, or stopped).")
     ice_servers: list[IceServerConfig] = Field(
         default_factory=list, description="STUN/TURN servers (none: host candidates, LAN only).")
+    avatar: Literal["shared", "per_session"] = Field(
+        "shared", description="shared: every session shows the configured avatar; per_session: "
+                              "the page may upload its own portrait (checked: size, image, a face).")
+    avatar_max_mb: float = Field(
+        5.0, gt=0, le=50, description="per_session: largest portrait upload accepted (MB).")
 
 
 class Config(_Section):

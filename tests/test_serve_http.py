@@ -96,3 +96,149 @@ def test_config_show_masks_the_token_and_turn_credential() -> None:
     assert r.returncode == 0, r.stderr
     assert "t0ken-value" not in r.stdout and "p4ss" not in r.stdout
     assert "max_sessions: 4" in r.stdout and "turn:h:3478" in r.stdout
+
+
+# -------------------------------------------------------------------- server.avatar
+class _FaceCheck:
+    """The part of the pipeline ``POST /avatar`` uses: the real viseme engine's analysis
+    (face detector + mesh), no speech models."""
+
+    def __init__(self, cfg, store) -> None:
+        from avatar_agent import registry
+
+        self.engine = registry.create("lipsync", "viseme", cfg=cfg, store=store)
+
+    async def prepare_avatar(self, image):
+        import asyncio
+
+        return await asyncio.to_thread(self.engine.prepare, image)
+
+
+async def _serve_checked(store, *sets: str):
+    cfg = load_config(None, ["face.cache=false", *sets])
+    srv = AvatarServer(cfg, pipeline=_FaceCheck(cfg, store), image=None)  # type: ignore[arg-type]
+    runner = web.AppRunner(srv.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return srv, runner, f"http://127.0.0.1:{port}/"
+
+
+def _png(image) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return data.tobytes()
+
+
+async def test_shared_avatar_refuses_uploads(store) -> None:
+    srv, runner, url = await _serve_checked(store)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as r:
+                page = await r.text()
+            assert 'AVATAR_MODE = "shared"' in page and 'id="portraitRow" hidden' in page
+            async with http.post(url + "avatar", data=b"\x89PNG....") as r:
+                assert r.status == 403 and "same avatar" in (await r.json())["error"]
+            async with http.post(url + "offer", json={"sdp": "v=0", "type": "offer",
+                                                      "avatar": "abc"}) as r:
+                assert r.status == 400 and "same avatar" in (await r.json())["error"]
+    finally:
+        await runner.cleanup()
+
+
+async def test_per_session_portrait_upload_is_checked(store, face_bgr) -> None:
+    """Too large, not an image, a picture bomb, no face: one clear error each, and the
+    server keeps serving; a portrait with a face is accepted (scaled to 1024 px) and an
+    offer may name it (an unknown name is refused)."""
+    import io
+
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    srv, runner, url = await _serve_checked(store, "server.avatar=per_session",
+                                            "server.avatar_max_mb=1", "server.token=t")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def post(data: bytes, token: str = "t") -> tuple[int, dict]:
+                async with http.post(url + f"avatar?token={token}", data=data) as r:
+                    return r.status, await r.json()
+
+            async with http.get(url + "?token=t") as r:
+                page = await r.text()
+            assert 'AVATAR_MODE = "per_session"' in page and 'id="portrait"' in page
+            assert (await post(_png(face_bgr), token="x"))[0] == 403
+            code, body = await post(b"\0" * (1024 * 1024 + 10))
+            assert code == 413 and "larger than 1 MB" in body["error"], body
+            code, body = await post(b"")
+            assert code == 400 and "no file" in body["error"], body
+            code, body = await post(b"GIF89a not really a picture" * 20)
+            assert code == 415 and body["error"].startswith("not an image"), body
+            bomb = io.BytesIO()  # 70 Mpx of one grey: a few hundred kB as png
+            Image.new("L", (10000, 7000), 128).save(bomb, "PNG")
+            code, body = await post(bomb.getvalue())
+            assert code == 415 and "too large (10000x7000 pixels)" in body["error"], body
+            code, body = await post(_png(np.full((400, 400, 3), 120, np.uint8)))
+            assert code == 422 and "no face" in body["error"], body
+            # a face, twice the size: accepted, scaled down, and usable in an offer
+            big = cv2.resize(face_bgr, (face_bgr.shape[1] * 3, face_bgr.shape[0] * 3))
+            ok, jpg = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 80])
+            code, body = await post(jpg.tobytes())
+            assert code == 200, body
+            assert max(body["width"], body["height"]) == 1024, body
+            assert srv.avatars[body["avatar"]][1].shape[:2] == (body["height"], body["width"])
+            async with http.post(url + "offer", json={"sdp": "v=0", "type": "offer", "token": "t",
+                                                      "avatar": "not-uploaded"}) as r:
+                assert r.status == 400 and "unknown portrait" in (await r.json())["error"]
+            async with http.post(url + "offer", json={"sdp": "v=0", "type": "offer", "token": "t",
+                                                      "avatar": body["avatar"]}) as r:
+                # the portrait is known: the offer gets as far as its (garbage) SDP
+                assert r.status == 400 and (await r.json())["error"].startswith("bad offer")
+            async with http.get(url + "api/status") as r:
+                st = await r.json()
+        assert st["uploaded_avatars"] == 1 and st["sessions"] == 0 and st["avatar"] == "per_session"
+    finally:
+        await runner.cleanup()
+
+
+async def test_fifty_offers_beyond_the_limit_are_told_busy() -> None:
+    """With every slot taken, 50 offers at once: 503 "busy" each with Retry-After; the
+    page, the status and the refused count stay right (the browser test does this with
+    3 real sessions)."""
+    import asyncio
+
+    srv, runner, url = await _serve("server.max_sessions=2")
+    srv.sessions.update({"a": object(), "b": object()})  # type: ignore[dict-item]
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def knock() -> tuple[int, str | None, str]:
+                async with http.post(url + "offer", json={"sdp": "v=0", "type": "offer"}) as r:
+                    return r.status, r.headers.get("Retry-After"), (await r.json())["error"]
+
+            answers = await asyncio.gather(*(knock() for _ in range(50)))
+            assert all(a == (503, "10", "busy: 2 session(s) already running, try again later")
+                       for a in answers), answers[:3]
+            async with http.get(url) as r:
+                assert r.status == 200
+            async with http.get(url + "api/status") as r:
+                st = await r.json()
+        assert st["refused"] == 50 and st["sessions"] == 2 and st["started"] == 0
+    finally:
+        srv.sessions.clear()
+        await runner.cleanup()
+
+
+def test_session_history_leaves_out_unheard_replies() -> None:
+    """A turn cut before its reply made a sound is not remembered: three empty answers
+    in the history made the default LLM answer nothing from then on."""
+    from avatar_agent.web.server import _HeardHistory
+
+    h = _HeardHistory("You are helpful.", 6)
+    h.add("What is the capital of Italy?", "")
+    h.add("Is it going to rain?", "  ")
+    assert len(h) == 0
+    h.add("What colour is the sky?", "Blue.")
+    assert h.answers() == ["Blue."]

@@ -2,7 +2,9 @@
 
 One aiohttp app serves the page (``GET /``), the signalling (``POST /offer``: the
 browser's SDP offer in, the answer out; aiortc's "server" example pattern) and a status
-(``GET /api/status``). Each peer connection is one :class:`Session`: its own
+(``GET /api/status``); with ``server.avatar: per_session`` also ``POST /avatar`` (a
+portrait the page uploads, checked: size, decodable image, one usable face; the offer
+names it). Each peer connection is one :class:`Session`: its own
 :class:`~avatar_agent.live.Conversation` (history, VAD, avatar state, barge-in) over the
 WebRTC transport of :mod:`avatar_agent.web.rtc` — the very engine ``talk`` runs over the
 sound card and the window.
@@ -24,6 +26,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -34,7 +37,9 @@ from aioice import ice as aioice_ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from ..config import Config
+from ..errors import AvatarError
 from ..live import Conversation
+from ..llm.base import ChatHistory
 from ..pipeline import Pipeline
 from ..render.window import ChunkShow, Presenter
 from ..transcript import TranscriptLog
@@ -51,6 +56,9 @@ log = logging.getLogger(__name__)
 aioice_ice.CONSENT_FAILURES = max(aioice_ice.CONSENT_FAILURES, 24)
 
 _MAX_SDP = 64 * 1024  # an offer is a few kB
+_UPLOAD_SIDE = 1024  # uploaded portraits are scaled down to this (every frame is encoded)
+_UPLOAD_PIXELS = 50_000_000  # refused before decoding: a 5 MB png can hold a huge picture
+_UPLOAD_KEEP_S = 1800.0  # an uploaded portrait is kept this long for (re)starts
 
 
 # -------------------------------------------------------------------- per-session parts
@@ -71,6 +79,20 @@ class _SessionTranscript:
         return self.shared.read()
 
 
+class _HeardHistory(ChatHistory):
+    """The chat history without turns whose reply was never heard.
+
+    A question cut off before the first sound of its reply (the user spoke again: a slow
+    machine, several sessions queued on the models) was recorded with an empty answer;
+    after three such turns SmolLM2 answered every question with nothing, and each empty
+    answer went into the history again: the session went mute for good (seen in
+    ``bench serve`` on a loaded machine; reproduced with the model alone)."""
+
+    def add(self, user_text: str, assistant_text: str) -> None:
+        if assistant_text.strip():
+            super().add(user_text, assistant_text)
+
+
 class _SessionPipeline(Pipeline):
     """A session's view of the shared pipeline: same models and workers, own history."""
 
@@ -81,6 +103,7 @@ class _SessionPipeline(Pipeline):
         # inference request is not re-entrant); the state passed in is the session's
         self._lipsync = base._lipsync
         self._session = session
+        self.history = _HeardHistory(session.cfg.llm.system_prompt, session.cfg.llm.history_turns)
 
     async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None,
                    **kw: Any) -> Transcript:
@@ -294,6 +317,10 @@ class AvatarServer:
         self.lags: collections.deque[float] = collections.deque(maxlen=200)  # last 10 s
         self.lag_max_ms = 0.0
         self._lag_task: asyncio.Task | None = None
+        # per_session: uploaded portraits (id -> (time, image)), the newest few; each
+        # session still prepares its own avatar state from the image
+        self.avatars: collections.OrderedDict[str, tuple[float, Any]] = collections.OrderedDict()
+        self._checking = asyncio.Semaphore(2)  # portraits checked at once
 
     # ---------------------------------------------------------------- bookkeeping
     def forget(self, session: Session) -> None:
@@ -316,6 +343,7 @@ class AvatarServer:
         app = web.Application(client_max_size=_MAX_SDP * 2)
         app.router.add_get("/", self.page)
         app.router.add_post("/offer", self.offer)
+        app.router.add_post("/avatar", self.upload_avatar)
         app.router.add_get("/api/status", self.status)
         app.on_startup.append(self._start_lag_watch)
         app.on_shutdown.append(self._shutdown)
@@ -347,6 +375,8 @@ class AvatarServer:
             return web.Response(status=403, text="error: this server needs ?token=... in the address\n")
         ice = [s.model_dump(exclude_none=True) for s in self.cfg.server.ice_servers]
         page = PAGE.replace("__ICE_SERVERS__", json.dumps(ice).replace("</", "<\\/"))
+        page = page.replace("__AVATAR_MODE__", json.dumps(self.cfg.server.avatar))
+        page = page.replace("__AVATAR_MAX_MB__", json.dumps(self.cfg.server.avatar_max_mb))
         return web.Response(text=page, content_type="text/html")
 
     async def status(self, request: web.Request) -> web.Response:
@@ -354,6 +384,11 @@ class AvatarServer:
             "sessions": len(self.sessions), "max_sessions": self.cfg.server.max_sessions,
             "started": self.started, "ended": self.ended, "refused": self.refused,
             "threads": threading.active_count(),
+            # besides the codec pool (which keeps its idle threads): model workers, the
+            # presenters; back to the same count when every session has ended
+            "threads_other": sorted(t.name for t in threading.enumerate()
+                                    if not t.name.startswith("serve-codec")),
+            "fds": _open_fds(),
             "rss_mb": _rss_mb(),
             "loop_lag_ms": {"last_10s_max": round(max(self.lags, default=0.0), 1),
                             "max": round(self.lag_max_ms, 1)},
@@ -362,7 +397,71 @@ class AvatarServer:
             "tasks": sorted(n for n in map(_task_name, asyncio.all_tasks())
                             if "RequestHandler." not in n),
             "ids": sorted(self.sessions),
+            "avatar": self.cfg.server.avatar, "uploaded_avatars": len(self.avatars),
         })
+
+    async def upload_avatar(self, request: web.Request) -> web.Response:
+        """``POST /avatar`` (the image file as the body): check a visitor's portrait.
+
+        200 ``{"avatar": id, "width", "height"}`` when it can be used; otherwise one clear
+        error: 403 (shared avatar / token), 413 (too large), 415 (not a readable image),
+        422 (no usable face), 503 (busy checking others). Nothing is written to disk."""
+        if not self._token_ok(request.query.get("token")):
+            return _error(403, "wrong or missing token")
+        if self.cfg.server.avatar != "per_session":
+            return _error(403, "this server shows the same avatar to everyone "
+                               "(server.avatar: shared)")
+        limit = int(self.cfg.server.avatar_max_mb * 1024 * 1024)
+        too_big = f"the portrait is larger than {self.cfg.server.avatar_max_mb:g} MB: use a smaller jpg or png"
+        if (request.content_length or 0) > limit:
+            return _error(413, too_big)
+        if self._checking.locked():
+            return _error(503, "busy checking other portraits, try again in a moment",
+                          headers={"Retry-After": "2"})
+        async with self._checking:
+            data = bytearray()
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                data += chunk
+                if len(data) > limit:
+                    return _error(413, too_big)
+            if not data:
+                return _error(400, "no file: POST the portrait (jpg or png) as the request body")
+            try:
+                image = await asyncio.to_thread(_decode_portrait, bytes(data))
+            except _BadUpload as exc:
+                return _error(415, str(exc))
+            try:
+                state = await self.base.prepare_avatar(image)
+            except AvatarError as exc:  # NoFaceError: none found, cut by the border, ...
+                return _error(422, f"{exc.message}: use a frontal portrait with one clear face")
+            except Exception as exc:  # noqa: BLE001 - a bad picture must not end the server
+                log.warning("portrait check failed: %s", exc)
+                return _error(422, f"the portrait could not be used ({type(exc).__name__})")
+            self.base.engine.reset(state)
+            del state
+        avatar_id = uuid.uuid4().hex[:16]
+        now = time.monotonic()
+        self.avatars[avatar_id] = (now, image)
+        keep = 2 * self.cfg.server.max_sessions
+        for key, (t, _) in list(self.avatars.items()):
+            if len(self.avatars) > keep or now - t > _UPLOAD_KEEP_S:
+                del self.avatars[key]
+        h, w = image.shape[:2]
+        log.info("portrait %s accepted (%dx%d)", avatar_id, w, h)
+        return web.json_response({"avatar": avatar_id, "width": w, "height": h})
+
+    def _session_image(self, avatar_id: Any):
+        """The image a new session shows: an uploaded portrait, or the configured one."""
+        if avatar_id in (None, ""):
+            return self.image
+        if self.cfg.server.avatar != "per_session":
+            raise _BadOffer("this server shows the same avatar to everyone (server.avatar: shared)")
+        entry = self.avatars.get(avatar_id) if isinstance(avatar_id, str) else None
+        if entry is None:
+            raise _BadOffer("unknown portrait (expired or never uploaded): choose it again")
+        self.avatars[avatar_id] = (time.monotonic(), entry[1])  # used: kept longer
+        self.avatars.move_to_end(avatar_id)
+        return entry[1]
 
     async def offer(self, request: web.Request) -> web.Response:
         try:
@@ -374,6 +473,10 @@ class AvatarServer:
             return _error(400, "bad request: POST JSON {\"sdp\": \"<SDP offer>\", \"type\": \"offer\"}")
         if not self._token_ok(params.get("token")):
             return _error(403, "wrong or missing token")
+        try:
+            image = self._session_image(params.get("avatar"))
+        except _BadOffer as exc:
+            return _error(400, str(exc))
         limit = self.cfg.server.max_sessions
         if len(self.sessions) + self._reserved >= limit:
             self.refused += 1
@@ -383,7 +486,7 @@ class AvatarServer:
         pc = RTCPeerConnection(self._ice())
         session = Session(self, pc)
         try:
-            answer = await self._answer(session, sdp)
+            answer = await self._answer(session, sdp, image)
         except _BadOffer as exc:
             session.close("bad offer")
             await session.closed.wait()
@@ -400,7 +503,7 @@ class AvatarServer:
         log.info("session %s started (%d running)", session.id, len(self.sessions))
         return web.json_response({"sdp": answer.sdp, "type": answer.type, "session": session.id})
 
-    async def _answer(self, session: Session, sdp: str) -> RTCSessionDescription:
+    async def _answer(self, session: Session, sdp: str, image) -> RTCSessionDescription:
         pc = session.pc
 
         @pc.on("datachannel")
@@ -425,7 +528,7 @@ class AvatarServer:
         kinds = [t.kind for t in pc.getTransceivers()]
         if "audio" not in kinds:
             raise _BadOffer("the offer has no audio (microphone) track")
-        await session.prepare(self.base, self.image)
+        await session.prepare(self.base, image)
         pc.addTrack(session.speaker.track)
         if "video" in kinds:
             pc.addTrack(session.video)
@@ -457,6 +560,14 @@ def _rss_mb() -> float | None:
     return None
 
 
+def _open_fds() -> int | None:
+    """Open file descriptors of this process (Linux): sockets included, for leak checks."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
 def _task_name(task: asyncio.Task) -> str:
     coro = task.get_coro()
     return f"{task.get_name()}:{getattr(coro, '__qualname__', type(coro).__name__)}"
@@ -464,6 +575,47 @@ def _task_name(task: asyncio.Task) -> str:
 
 class _BadOffer(Exception):
     pass
+
+
+class _BadUpload(Exception):
+    pass
+
+
+def _decode_portrait(data: bytes):
+    """An uploaded file as a (H, W, 3) BGR image, at most ``_UPLOAD_SIDE`` px on its
+    longer side; :class:`_BadUpload` with a message for the page otherwise."""
+    import io
+
+    import cv2
+    import numpy as np
+
+    not_image = "not an image the server can read: use a jpg or png photo"
+    try:  # the header's size first, before a small file decodes into gigabytes
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as probe:
+            w, h = probe.size
+        if w * h > _UPLOAD_PIXELS:
+            raise _BadUpload(f"the picture is too large ({w}x{h} pixels): use at most "
+                             f"{_UPLOAD_PIXELS // 1_000_000} megapixels")
+    except ImportError:  # Pillow absent: OpenCV's own pixel limit applies
+        pass
+    except _BadUpload:
+        raise
+    except Exception:  # noqa: BLE001 - Pillow cannot read it: neither can we
+        raise _BadUpload(not_image) from None
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None or image.ndim != 3 or min(image.shape[:2]) < 32:
+        raise _BadUpload(not_image)
+    side = max(image.shape[:2])
+    if side > _UPLOAD_SIDE:
+        scale = _UPLOAD_SIDE / side
+        image = cv2.resize(image, (max(1, round(image.shape[1] * scale)),
+                                   max(1, round(image.shape[0] * scale))),
+                           interpolation=cv2.INTER_AREA)
+    # even sides: the VP8 encoder wants them (I420)
+    image = image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2]
+    return np.ascontiguousarray(image)
 
 
 def _error(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -113,6 +113,7 @@ class Server:
 def server(tmp_path_factory):
     assert chromium_path(), "chromium missing: run scripts/install-sysdeps.sh test (make test does)"
     srv = Server(tmp_path_factory.mktemp("serve-srv"), "server.max_sessions=3",
+                 "server.avatar=per_session",  # without an upload: the configured portrait
                  "server.audio_timeout_s=8", "llm.max_tokens=40")
     try:
         yield srv
@@ -171,18 +172,22 @@ def _check_reply(stats: dict, server: Server, mouth: bool = True) -> None:
     assert statistics.median(speak) > 2 * statistics.median(listen) + 0.05, (speak, listen)
 
 
-def _idle(server: Server, tasks0: list[str]) -> bool:
-    """No session left, no presenter thread, no more asyncio tasks than before."""
+def _idle(server: Server, st0: dict) -> bool:
+    """No session left, no presenter thread; no more asyncio tasks, threads (besides the
+    codec pool, which keeps its idle threads) and open files/sockets than in ``st0``,
+    the status from before."""
     st = server.status()
-    ok = st["sessions"] == 0 and st["presenter_threads"] == 0 and len(st["tasks"]) <= len(tasks0)
-    return ok or (False, tasks0, st)
+    ok = (st["sessions"] == 0 and st["presenter_threads"] == 0
+          and len(st["tasks"]) <= len(st0["tasks"]) and len(st["threads_other"]) <= len(st0["threads_other"])
+          and st["fds"] <= st0["fds"] + 2)  # +2: slack for a keep-alive connection
+    return ok or (False, st0, st)
 
 
 # -------------------------------------------------------------------- one browser
 async def test_browser_turn_and_tab_close(server: Server, question_wav: Path) -> None:
     """Autostart page → question transcribed → reply audio+video in the browser → tab
     closed → the session is gone (count back to 0, no thread left behind)."""
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     browser = Chromium(server.url + "?autostart=1", question_wav)
     try:
         await browser.start()
@@ -199,14 +204,14 @@ async def test_browser_turn_and_tab_close(server: Server, question_wav: Path) ->
         assert server.status()["sessions"] == 1
         await browser.close_tab()
         await _until("the session to end", lambda: server.status()["sessions"] == 0, 30)
-        await _until("its thread and tasks to end", lambda: _idle(server, tasks0), 10)
+        await _until("its thread and tasks to end", lambda: _idle(server, st0), 10)
     finally:
         await browser.close()
 
 
 async def test_browser_killed_mid_reply(server: Server, question_wav: Path) -> None:
     """A browser that dies while the avatar speaks (no goodbye) is cleaned up too."""
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     browser = Chromium(server.url + "?autostart=1", question_wav)
     try:
         await browser.start()
@@ -222,8 +227,70 @@ async def test_browser_killed_mid_reply(server: Server, question_wav: Path) -> N
         # the mic stops: server.audio_timeout_s (8 s here) ends it, not ICE's 30 s
         await _until("the session to end", lambda: server.status()["sessions"] == 0, 30)
         print(f"killed browser's session ended {time.monotonic() - t_kill:.1f} s after the kill")
-        await _until("its threads and tasks to end", lambda: _idle(server, tasks0), 10)
+        await _until("its threads and tasks to end", lambda: _idle(server, st0), 10)
         assert server.proc.poll() is None
+    finally:
+        await browser.close()
+
+
+async def test_stop_button_mid_reply_ends_the_session_and_starts_again(
+        server: Server, question_wav: Path) -> None:
+    """The page's "Stop microphone" while the avatar speaks: the server ends the session
+    at once (the page's "bye", not the microphone timeout): conversation task, tracks,
+    presenter thread, sockets all gone. The button then starts a fresh session, and a
+    closed tab ends that one the same way."""
+    st0 = server.status()
+    browser = Chromium(server.url + "?autostart=1", question_wav)
+    click = 'document.getElementById("mic").click() || document.getElementById("mic").textContent'
+    try:
+        await browser.start()
+
+        async def speaking():
+            s = await browser.stats()
+            return s and s["state"] == "speaking" and s
+
+        sid = (await _until("the avatar to speak", speaking, TURN_S, every=0.1))["session"]
+        t_click = time.monotonic()
+        assert await browser.evaluate(click) == "Start microphone"
+        await _until("the session to end", lambda: server.status()["sessions"] == 0, 10, every=0.1)
+        took = time.monotonic() - t_click
+        await _until("its threads, tasks and sockets to end", lambda: _idle(server, st0), 10)
+        ended = [x for x in server.log_tail(20000).splitlines() if f"session {sid} ended" in x]
+        assert ended and ended[-1].endswith("the page said bye"), ended
+        assert took < 5, f"{took:.1f} s: ended by the microphone timeout, not the button"
+        page = await browser.stats()
+        assert page["ended"] and page["state"] == "idle" and not page["error"], page
+        # the same button starts a new session
+        await browser.evaluate(click)
+        await _until("a new session", lambda: server.status()["sessions"] == 1, 30)
+        assert server.status()["ids"] != [sid]
+        await browser.close_tab()
+        # the page's goodbye on pagehide, not the 8 s microphone timeout
+        await _until("it to end", lambda: server.status()["sessions"] == 0, 7, every=0.1)
+        await _until("its threads, tasks and sockets to end", lambda: _idle(server, st0), 10)
+    finally:
+        await browser.close()
+
+
+async def test_page_shows_why_a_portrait_was_refused(server: Server, question_wav: Path) -> None:
+    """server.avatar: per_session: the page offers the portrait upload; a picture with
+    no face is refused with the server's reason on the page, and the page stays usable."""
+    browser = Chromium(server.url, question_wav)  # no autostart: the user picks first
+    try:
+        await browser.start()
+        await _until("the page", lambda: browser.stats(), 30)
+        assert await browser.evaluate('!document.getElementById("portraitRow").hidden')
+        await browser.evaluate(
+            '(() => { const c = document.createElement("canvas"); c.width = c.height = 256;'
+            ' c.getContext("2d").fillRect(0, 0, 256, 256);'
+            ' c.toBlob(b => upload(new File([b], "blank.png", {type: "image/png"})), "image/png");'
+            ' return 1; })()')
+        err = await _until("the refusal", lambda: browser.evaluate("window.avatarStats.avatarError"), 30)
+        assert err.startswith("no face found"), err
+        shown = await browser.evaluate('document.getElementById("pstat").textContent')
+        assert shown.startswith("portrait refused: no face found"), shown
+        assert await browser.evaluate('!document.getElementById("mic").disabled')
+        assert server.status()["sessions"] == 0
     finally:
         await browser.close()
 
@@ -231,6 +298,7 @@ async def test_browser_killed_mid_reply(server: Server, question_wav: Path) -> N
 # -------------------------------------------------------------------- bad clients
 async def test_garbage_offers_and_server_keeps_serving(server: Server) -> None:
     """Garbage SDP, no JSON, a wrong type: one clear 400 each, no session left over."""
+    st0 = server.status()
     async with aiohttp.ClientSession() as http:
         for body in ('{"sdp": "v=0 garbage", "type": "offer"}', "not json at all",
                      '{"sdp": 42, "type": "offer"}', '{"sdp": "v=0", "type": "answer"}'):
@@ -241,15 +309,19 @@ async def test_garbage_offers_and_server_keeps_serving(server: Server) -> None:
                 assert err.startswith(("bad offer", "bad request")), err
         async with http.get(server.url) as resp:
             assert resp.status == 200 and "avatarStats" in await resp.text()
-    st = server.status()
-    assert st["sessions"] == 0 and st["presenter_threads"] == 0, st
+    await _until("nothing left over", lambda: _idle(server, st0), 10)
 
 
 async def test_client_that_never_sends_audio(server: Server) -> None:
     """A real WebRTC peer (aiortc) whose microphone track never sends a packet: the
-    server says so on the data channel and ends the session after server.audio_timeout_s."""
+    server says so on the data channel and ends the session after server.audio_timeout_s.
+    The peer uploaded its own portrait first (server.avatar: per_session): the video it
+    receives is that picture's size."""
+    import cv2
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamTrack
+
+    from avatar_agent.reply import builtin_portrait
 
     class Mute(MediaStreamTrack):
         kind = "audio"
@@ -257,9 +329,27 @@ async def test_client_that_never_sends_audio(server: Server) -> None:
         async def recv(self):  # never a frame
             await asyncio.sleep(3600)
 
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     events: list[dict] = []
+    sizes: list[tuple[int, int]] = []
+    readers: list[asyncio.Task] = []
+
+    @pc.on("track")
+    def _track(track) -> None:
+        async def first_frame() -> None:
+            frame = await track.recv()
+            sizes.append((frame.width, frame.height))
+
+        if track.kind == "video":
+            readers.append(asyncio.ensure_future(first_frame()))
+
+    ok, jpg = cv2.imencode(".jpg", cv2.resize(builtin_portrait(), (384, 384)))
+    async with aiohttp.ClientSession() as http, http.post(server.url + "avatar",
+                                                          data=jpg.tobytes()) as r:
+        assert r.status == 200, await r.text()
+        portrait = await r.json()
+    assert (portrait["width"], portrait["height"]) == (384, 384)
     try:
         pc.addTrack(Mute())
         pc.addTransceiver("video", direction="recvonly")
@@ -267,17 +357,21 @@ async def test_client_that_never_sends_audio(server: Server) -> None:
         channel.on("message", lambda m: events.append(json.loads(m)))
         await pc.setLocalDescription(await pc.createOffer())
         async with aiohttp.ClientSession() as http, http.post(
-                server.url + "offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as r:
+                server.url + "offer", json={"sdp": pc.localDescription.sdp, "type": "offer",
+                                            "avatar": portrait["avatar"]}) as r:
             assert r.status == 200, await r.text()
             answer = await r.json()
         await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
         await _until("the session to start", lambda: server.status()["sessions"] == 1, 20)
+        assert await _until("a video frame", lambda: sizes, 30) == [(384, 384)]
         await _until("the session to end", lambda: server.status()["sessions"] == 0, 60)
         assert any(e.get("type") == "error" and "no microphone audio for 8 s" in e["text"]
                    for e in events), events
     finally:
+        for task in readers:
+            task.cancel()
         await pc.close()
-    await _until("its threads and tasks to end", lambda: _idle(server, tasks0), 10)
+    await _until("its threads and tasks to end", lambda: _idle(server, st0), 10)
 
 
 # -------------------------------------------------------------------- several at once
@@ -286,7 +380,7 @@ async def test_three_browsers_at_once_and_a_crowd_beyond_the_limit(
         server: Server, question_wav: Path) -> None:
     """3 browsers (the configured limit) talk at once, each gets its own answered turn;
     50 more offers meanwhile are each told "busy"; all 3 closed → nothing left."""
-    tasks0 = server.status()["tasks"]
+    st0 = server.status()
     browsers = [Chromium(server.url + "?autostart=1", question_wav) for _ in range(3)]
     try:
         await asyncio.gather(*(b.start() for b in browsers))
@@ -313,4 +407,4 @@ async def test_three_browsers_at_once_and_a_crowd_beyond_the_limit(
               f"server RSS {rss0} MB before, {server.status()['rss_mb']} MB with 3 sessions")
     finally:
         await asyncio.gather(*(b.close() for b in browsers))
-    await _until("the sessions to end", lambda: _idle(server, tasks0), 90)
+    await _until("the sessions to end", lambda: _idle(server, st0), 90)
