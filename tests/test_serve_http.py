@@ -229,16 +229,3 @@ async def test_fifty_offers_beyond_the_limit_are_told_busy() -> None:
     finally:
         srv.sessions.clear()
         await runner.cleanup()
-
-
-def test_session_history_leaves_out_unheard_replies() -> None:
-    """A turn cut before its reply made a sound is not remembered: three empty answers
-    in the history made the default LLM answer nothing from then on."""
-    from avatar_agent.web.server import _HeardHistory
-
-    h = _HeardHistory("You are helpful.", 6)
-    h.add("What is the capital of Italy?", "")
-    h.add("Is it going to rain?", "  ")
-    assert len(h) == 0
-    h.add("What colour is the sky?", "Blue.")
-    assert h.answers() == ["Blue."]

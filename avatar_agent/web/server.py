@@ -38,8 +38,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 
 from ..config import Config
 from ..errors import AvatarError
-from ..live import Conversation
-from ..llm.base import ChatHistory
+from ..live import Conversation, tune_allocator
 from ..pipeline import Pipeline
 from ..render.window import ChunkShow, Presenter
 from ..transcript import TranscriptLog
@@ -79,20 +78,6 @@ class _SessionTranscript:
         return self.shared.read()
 
 
-class _HeardHistory(ChatHistory):
-    """The chat history without turns whose reply was never heard.
-
-    A question cut off before the first sound of its reply (the user spoke again: a slow
-    machine, several sessions queued on the models) was recorded with an empty answer;
-    after three such turns SmolLM2 answered every question with nothing, and each empty
-    answer went into the history again: the session went mute for good (seen in
-    ``bench serve`` on a loaded machine; reproduced with the model alone)."""
-
-    def add(self, user_text: str, assistant_text: str) -> None:
-        if assistant_text.strip():
-            super().add(user_text, assistant_text)
-
-
 class _SessionPipeline(Pipeline):
     """A session's view of the shared pipeline: same models and workers, own history."""
 
@@ -103,7 +88,6 @@ class _SessionPipeline(Pipeline):
         # inference request is not re-entrant); the state passed in is the session's
         self._lipsync = base._lipsync
         self._session = session
-        self.history = _HeardHistory(session.cfg.llm.system_prompt, session.cfg.llm.history_turns)
 
     async def hear(self, utt: Utterance, metrics: TurnMetrics | None = None,
                    **kw: Any) -> Transcript:
@@ -628,6 +612,7 @@ def run_serve(cfg: Config) -> int:
     import sys
 
     sys.setswitchinterval(0.001)  # as in talk: audio pacing needs the GIL often
+    tune_allocator()  # as in talk: frames freed back to the OS, memory flat over sessions
     try:
         return asyncio.run(_serve(cfg))
     except KeyboardInterrupt:
