@@ -267,7 +267,11 @@ class Conversation:
         with contextlib.suppress(asyncio.CancelledError):
             await task  # the turn records itself (run_turn), with what was heard
         self._current = None
-        await self.pipeline.reset_avatar(self.avatar_state)
+        try:  # after a render still running; bounded, so a stuck one never holds up a quit
+            async with asyncio.timeout(2.0):
+                await self.pipeline.reset_avatar(self.avatar_state)
+        except TimeoutError:
+            log.warning("lip-sync busy for 2 s: the mouth was not reset after the cut turn")
         self._set_state(TurnState.LISTENING)
 
     # ---------------------------------------------------------------- one turn
