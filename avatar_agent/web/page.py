@@ -60,6 +60,7 @@ function setStatus(s) { S.state = s; statusEl.textContent = s; statusEl.classNam
 function fail(text) { S.error = text; setStatus("error"); line("lat", "error: " + text); }
 
 function onEvent(m) {
+  if (!pc) return;  // stopped: a message still in flight from the old session changes nothing
   if (m.type === "status") setStatus(m.state);
   else if (m.type === "session") { S.session = m.id; if (m.mouth) mouth = m.mouth; }
   else if (m.type === "hearing") { hearingAt = performance.now(); sinceEnd = m.since_end_ms; }
