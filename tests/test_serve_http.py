@@ -13,9 +13,10 @@ from avatar_agent.config import load_config
 from avatar_agent.web.server import AvatarServer
 
 
-async def _serve(*sets: str):
+async def _serve(*sets: str, pipeline=None):
+    """The server's routes on 127.0.0.1 (any port); ``pipeline(cfg)`` makes its pipeline."""
     cfg = load_config(None, list(sets))
-    srv = AvatarServer(cfg, pipeline=None, image=None)  # type: ignore[arg-type]
+    srv = AvatarServer(cfg, pipeline=pipeline and pipeline(cfg), image=None)  # type: ignore[arg-type]
     runner = web.AppRunner(srv.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -115,14 +116,7 @@ class _FaceCheck:
 
 
 async def _serve_checked(store, *sets: str):
-    cfg = load_config(None, ["face.cache=false", *sets])
-    srv = AvatarServer(cfg, pipeline=_FaceCheck(cfg, store), image=None)  # type: ignore[arg-type]
-    runner = web.AppRunner(srv.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return srv, runner, f"http://127.0.0.1:{port}/"
+    return await _serve("face.cache=false", *sets, pipeline=lambda cfg: _FaceCheck(cfg, store))
 
 
 def _png(image) -> bytes:
