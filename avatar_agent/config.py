@@ -136,7 +136,7 @@ class MoonshineConfig(_Section):
 
 
 class STTConfig(_Section):
-    provider: str = "faster_whisper"
+    provider: str = "moonshine"
     stream: bool = Field(True, description="talk: feed the STT while the user speaks (one-shot if the provider cannot stream).")
     prefetch_ms: int = Field(
         100, ge=0, description="talk: start decoding after this much silence, before the turn commits (0 = off)."

@@ -78,13 +78,20 @@ def heard_text(played: list[_Played], heard_pos: int) -> str:
     """The reply text the listener heard by timeline position ``heard_pos``.
 
     Whole sentences that finished count fully; the one cut off keeps the share of its
-    words matching the share of its audio heard (speech rate is near constant).
+    words matching the share of its audio heard (speech rate is near constant). A
+    sentence's text rides on its first chunk; the chunks after it without text (a
+    streamed TTS's pieces, the reply's first chunk played in two) are its audio too.
     """
-    words: list[str] = []
+    groups: list[tuple[list[str], int, int]] = []  # (words, start, length) per sentence
     for item in played:
-        total = item.at.length
-        got = min(max(heard_pos - item.at.start, 0), total)
-        parts = item.chunk.text.split()
+        if item.chunk.text or not groups:
+            groups.append((item.chunk.text.split(), item.at.start, item.at.length))
+        else:
+            text, start, _ = groups[-1]
+            groups[-1] = (text, start, item.at.start + item.at.length - start)
+    words: list[str] = []
+    for parts, start, total in groups:
+        got = min(max(heard_pos - start, 0), total)
         if got >= total:
             words.extend(parts)
         elif got > 0:

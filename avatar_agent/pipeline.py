@@ -46,6 +46,32 @@ SILENCE_DB = -50.0
 HEARD_NOTHING = "Sorry, I didn't hear anything. Could you say that again?"
 COULD_NOT_ANSWER = "Sorry, I could not answer that just now. Please try again."
 _QUEUE = 4  # bounded queues between stages: back-pressure, little latency
+_HEAD_S = 0.3  # a reply's first chunk is drawn and played in two: this much, then the rest
+
+
+def split_head(chunk: SpeechChunk, fps: float, head_s: float) -> tuple[SpeechChunk, ...]:
+    """``chunk`` as its first ``head_s`` (whole frames) and the rest, phoneme timings split
+    and shifted with it; the text rides on the head. Short chunks stay whole. Rendered with
+    the rest as its ``ahead``, the head draws what the whole chunk would (viseme engine)."""
+    frames = round(head_s * fps)
+    cut = int(round(frames * chunk.sample_rate / fps))
+    if frames < 1 or len(chunk.pcm) < 2 * cut:
+        return (chunk,)
+    at = cut / chunk.sample_rate
+    head_ph = rest_ph = None
+    if chunk.phonemes is not None:
+        # whole phonemes on each side (times relative to their piece; one may run past the
+        # cut), a stress mark with the sound it precedes, a length mark with the one it follows
+        ph = chunk.phonemes
+        i = next((j for j, p in enumerate(ph) if p.start >= at), len(ph))
+        while 0 < i < len(ph) and ph[i].phoneme[:1] in "ːˑ":
+            i += 1
+        while i > 0 and ph[i - 1].phoneme[:1] in "ˈˌ":
+            i -= 1
+        head_ph = ph[:i]
+        rest_ph = tuple(replace(p, start=p.start - at, end=p.end - at) for p in ph[i:])
+    return (replace(chunk, pcm=chunk.pcm[:cut], phonemes=head_ph),
+            replace(chunk, pcm=chunk.pcm[cut:], text="", phonemes=rest_ph))
 T = TypeVar("T")
 Emit = Callable[[FrameChunk], "Awaitable[None] | None"]
 
@@ -183,10 +209,12 @@ class Pipeline:
                 yield item
                 key = gap
 
-    async def render(self, state: Any, chunk: SpeechChunk) -> FrameChunk:
-        """One speech chunk -> its lip-synced frames, on the lip-sync thread."""
+    async def render(self, state: Any, chunk: SpeechChunk, ahead: SpeechChunk | None = None) -> FrameChunk:
+        """One speech chunk -> its lip-synced frames, on the lip-sync thread (``ahead``: the
+        chunk that follows, already known; see :meth:`LipSyncEngine.render_chunk`)."""
+        later = None if ahead is None else (ahead.pcm, ahead.phonemes)
         return await self._within("lipsync", "lipsync_s", self._lipsync.run(
-            self.engine.render_chunk, state, chunk.pcm, chunk.sample_rate, chunk.text, chunk.phonemes))
+            self.engine.render_chunk, state, chunk.pcm, chunk.sample_rate, chunk.text, chunk.phonemes, later))
 
     async def speech(self, text: str) -> AsyncIterator[SpeechChunk]:
         """``text`` spoken by the TTS (the apologies: as prepared at warm-up)."""
@@ -298,13 +326,19 @@ class Pipeline:
             await speech.put(None)
 
         async def show() -> None:
+            first = True
             while (chunk := await speech.get()) is not None:
-                frames = await self.render(state, chunk)
-                if metrics.first_frame_s is None:
-                    metrics.first_frame_s = time.perf_counter() - t0
-                if chunk.text:
-                    reply.append(chunk.text)
-                await _emit(emit, frames)
+                # the reply's first frames go out before the rest of its first chunk is
+                # drawn: the speaker starts a whole chunk's render time sooner
+                pieces = split_head(chunk, self.engine.fps, _HEAD_S) if first else (chunk,)
+                for j, piece in enumerate(pieces):
+                    frames = await self.render(state, piece, pieces[j + 1] if j + 1 < len(pieces) else None)
+                    if metrics.first_frame_s is None:
+                        metrics.first_frame_s = time.perf_counter() - t0
+                    if piece.text:
+                        reply.append(piece.text)
+                    await _emit(emit, frames)
+                first = False
 
         try:
             async with asyncio.TaskGroup() as stages:

@@ -165,6 +165,9 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     recs = [t for t in conv.turns if t.metrics.first_frame_s is not None and not t.interrupted]
     col = {k: [getattr(t.metrics, k) for t in recs if getattr(t.metrics, k) is not None]
            for k in ("stt_s", "first_token_s", "first_sentence_s", "first_audio_s", "first_frame_s")}
+    # first reply frames rendered (before the speaker and the window): the rest of voice-to-face
+    # is the speaker's queue and output latency
+    col["frames_ready_s"] = [t.metrics.stages["lipsync_ready"] for t in recs if "lipsync_ready" in t.metrics.stages]
     abs_off = np.abs(offsets) if offsets else np.zeros(1)
     return {
         "turns": len(conv.turns), "answered": len(recs),

@@ -108,7 +108,7 @@ def test_user_file_merges_over_defaults(tmp_path: Path):
     cfg = load_config(user)
     assert cfg.llm.provider == "openai"
     assert cfg.llm.openai.base_url == "http://127.0.0.1:1/v1"
-    assert cfg.stt.provider == "faster_whisper"  # untouched sections keep defaults
+    assert cfg.stt.provider == "moonshine"  # untouched sections keep defaults
 
 
 def test_masked_never_contains_the_key(monkeypatch):

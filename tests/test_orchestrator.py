@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
 from avatar_agent.config import Config
@@ -161,3 +162,24 @@ async def test_its_own_voice_in_the_mic_neither_barges_in_nor_is_heard(tmp_path,
         assert len(conv.turns) == 1, "the avatar's own voice became a turn"
     finally:
         await _end(conv, task, stream, presenter)
+
+
+def test_heard_text_counts_a_sentence_over_all_its_chunks():
+    """A sentence's text rides on its first chunk; the chunks after it without text (the
+    reply's first chunk played in two, a streamed TTS's pieces) are its audio too, so a
+    barge-in during them keeps only the share of its words heard."""
+    from avatar_agent.audio.playback import Scheduled
+    from avatar_agent.live import _Played, heard_text
+    from avatar_agent.types import FrameChunk
+
+    def piece(text: str, start: int, length: int) -> _Played:
+        chunk = FrameChunk(frames=np.zeros((0, 2, 2, 3), np.uint8), fps=25.0,
+                           audio=np.zeros(length, np.float32), sample_rate=100, text=text)
+        return _Played(chunk, Scheduled(start, length, 100), None)
+
+    played = [piece("one two three four five six seven eight.", 0, 30), piece("", 30, 170),
+              piece("Nine ten.", 200, 100)]
+    assert heard_text(played, 100) == "one two three four …"  # half of the first sentence
+    assert heard_text(played, 20) == "…"  # inside the head: none of its words yet whole
+    assert heard_text(played, 250) == "one two three four five six seven eight. Nine …"
+    assert heard_text(played, 400) == "one two three four five six seven eight. Nine ten."

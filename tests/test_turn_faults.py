@@ -63,7 +63,7 @@ def _cfg(tmp_path) -> Config:
 
 
 def _heard(record) -> str:
-    return " ".join(p.chunk.text for p in record.played)
+    return " ".join(p.chunk.text for p in record.played if p.chunk.text)
 
 
 def _lines(cfg: Config) -> list[dict]:

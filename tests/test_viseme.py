@@ -8,6 +8,8 @@ comes from the mouth; idle life is tested on its own below.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -233,6 +235,40 @@ def test_real_phoneme_timings_keep_the_sync(store, hopper_bgr):
     best = max(rs, key=rs.get)
     assert best == 0 and rs[0] >= 0.6, rs
     assert np.abs(np.diff(aperture)).max() <= MAX_JUMP
+
+
+def test_reply_head_split_renders_as_the_whole(store, hopper_bgr):
+    """The live reply draws its first chunk as a 0.3 s head and the rest (the speaker starts
+    sooner): Piper's real chunk with its phoneme timings, split that way and the head drawn
+    knowing the rest (``ahead``), gives exactly the whole chunk's frames."""
+    pytest.importorskip("onnx")  # Piper needs it to expose the alignments
+    from piper import PiperVoice
+
+    from avatar_agent.pipeline import split_head
+    from avatar_agent.tts.piper import _timings
+    from avatar_agent.types import SpeechChunk
+
+    voice = PiperVoice.load(str(store.path("piper-joe-medium")), include_alignments=True)
+    c = next(iter(voice.synthesize(SENTENCES[0], include_alignments=True)))
+    chunk = SpeechChunk(c.audio_float_array, c.sample_rate, text=SENTENCES[0], phonemes=_timings(c))
+    head, rest = split_head(chunk, FPS, 0.3)
+    n = round(0.3 * FPS)  # whole frames
+    assert len(head.pcm) == n * c.sample_rate // FPS and head.text == SENTENCES[0] and rest.text == ""
+    assert len(head.pcm) + len(rest.pcm) == len(chunk.pcm)
+    joined = head.phonemes + tuple(replace(p, start=p.start + n / FPS, end=p.end + n / FPS) for p in rest.phonemes)
+    assert [p.phoneme for p in joined] == [p.phoneme for p in chunk.phonemes]  # none cut in two
+    assert np.allclose([(p.start, p.end) for p in joined], [(p.start, p.end) for p in chunk.phonemes])
+    engine = VisemeEngine(cfg=_cfg(), store=store)
+    whole = engine.render(engine.prepare(hopper_bgr), chunk.pcm, chunk.sample_rate, chunk.phonemes)
+    engine = VisemeEngine(cfg=_cfg(), store=store)
+    state = engine.prepare(hopper_bgr)
+    split = np.concatenate([
+        engine.render_chunk(state, head.pcm, head.sample_rate, head.text, head.phonemes, (rest.pcm, rest.phonemes)).frames,
+        engine.render_chunk(state, rest.pcm, rest.sample_rate, rest.text, rest.phonemes).frames])
+    assert len(split) == len(whole)
+    assert not _differing_frames(split, whole)  # the head read the rest ahead: no provisional frame
+    short = replace(chunk, pcm=chunk.pcm[: int(0.5 * c.sample_rate)])
+    assert split_head(short, FPS, 0.3) == (short,)
 
 
 @pytest.mark.parametrize("height", [256, 1080])

@@ -44,6 +44,7 @@ class LipSyncEngine(ABC):
 
     name = "lipsync"
     fps: float = 25.0
+    reads_ahead = False  # render() takes ``ahead`` (see render_chunk)
 
     @abstractmethod
     def prepare(self, image_bgr: np.ndarray) -> Any:
@@ -62,10 +63,17 @@ class LipSyncEngine(ABC):
         """Forget the mouth state / counters (a turn was interrupted)."""
 
     def render_chunk(self, state: Any, pcm: np.ndarray, sample_rate: int, text: str = "",
-                     phonemes: tuple[PhonemeTiming, ...] | None = None) -> FrameChunk:
-        """:meth:`render` wrapped as a :class:`FrameChunk` carrying its audio (state locked)."""
+                     phonemes: tuple[PhonemeTiming, ...] | None = None,
+                     ahead: tuple[np.ndarray, tuple[PhonemeTiming, ...] | None] | None = None) -> FrameChunk:
+        """:meth:`render` wrapped as a :class:`FrameChunk` carrying its audio (state locked).
+
+        ``ahead``: the next chunk's audio and timings, already known; an engine that
+        ``reads_ahead`` uses it to draw this chunk's last frames as the whole would."""
         with state_lock(state):
-            frames = self.render(state, pcm, sample_rate, phonemes)
+            if ahead is not None and self.reads_ahead:
+                frames = self.render(state, pcm, sample_rate, phonemes, ahead=ahead)
+            else:
+                frames = self.render(state, pcm, sample_rate, phonemes)
         return FrameChunk(frames=frames, fps=self.fps, audio=pcm, sample_rate=sample_rate, text=text)
 
     def idle_frame(self, state: Any, t: float) -> np.ndarray:

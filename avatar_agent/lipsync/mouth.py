@@ -146,8 +146,14 @@ class MouthTracker:
         return a, b
 
     def step(self, pcm: np.ndarray, sample_rate: int,
-             phonemes: tuple[PhonemeTiming, ...] | None = None) -> MouthParams:
-        """Mouth parameters for the frames this chunk completes (no drift across chunks)."""
+             phonemes: tuple[PhonemeTiming, ...] | None = None,
+             ahead: tuple[np.ndarray, tuple[PhonemeTiming, ...] | None] | None = None) -> MouthParams:
+        """Mouth parameters for the frames this chunk completes (no drift across chunks).
+
+        ``ahead``: the audio (and phoneme timings, relative to its start) that the next
+        chunk will bring, already known (the reply's first chunk is drawn in two parts to
+        start the speaker sooner): read for this chunk's look-ahead only, so its last frames
+        are final instead of provisional and the two parts draw what the whole would."""
         if self.sample_rate and sample_rate != self.sample_rate:
             # a new voice/rate: convert counters so frame timing stays continuous; the
             # frames drawn so far stay as they are
@@ -162,20 +168,27 @@ class MouthTracker:
             self.sounds.extend(PhonemeTiming(p.phoneme, p.start + start_s, p.end + start_s)
                                for p in clean_phonemes(phonemes))
             self.timed.append((start_s, self.samples / sample_rate))
-        audio = np.concatenate([self.tail, np.asarray(pcm, np.float32)])
+        later = np.zeros(0, np.float32) if ahead is None else np.asarray(ahead[0], np.float32)
+        known = self.samples + len(later)  # samples readable now (this chunk's and ``ahead``)
+        sounds, timed_spans = self.sounds, self.timed
+        if ahead is not None and ahead[1]:
+            at = self.samples / sample_rate
+            sounds = sounds + [PhonemeTiming(p.phoneme, p.start + at, p.end + at) for p in clean_phonemes(ahead[1])]
+            timed_spans = timed_spans + [(at, known / sample_rate)]
+        audio = np.concatenate([self.tail, np.asarray(pcm, np.float32), later])
         first = self.committed  # re-run the smoother from the last committed frame
         n = end - first
         # frames shaped by the phoneme timings (their chunk had them); the others by the
         # audio model when there is one, else by loudness alone
         t_mids = np.arange(first, end) / self.fps + PHONEME_LEAD_S
-        timed = np.array([any(a <= t < b for a, b in self.timed) for t in t_mids], bool)
+        timed = np.array([any(a <= t < b for a, b in timed_spans) for t in t_mids], bool)
         probs = None
         if self.model is not None and not timed.all():
             from .audio_visemes import features
 
             # the model reads the audio up to its frame's loudness window end (or, for a
             # provisional frame, up to what has arrived): nothing the loudness does not read
-            ends = np.array([min(self._window(k, sample_rate)[1], self.samples)
+            ends = np.array([min(self._window(k, sample_rate)[1], known)
                              for k in range(first, end)], np.int64)[~timed]
             got = self.model.probs(features(audio, self.tail_start, ends, sample_rate))
             probs = np.zeros((n, got.shape[1]), np.float32)
@@ -190,21 +203,25 @@ class MouthTracker:
         for i in range(n):
             k = first + i
             a, b = self._window(k, sample_rate)
-            if b <= self.samples:
+            # final once its loudness window has arrived, and, when shaped by phonemes, the
+            # sounds its shape blends (±BLEND_S) are known: a chunk cut inside a word (the
+            # reply's first chunk is played in two) then re-runs them with the next chunk
+            complete = b <= known and (not timed[i] or t_mids[i] + BLEND_S <= known / sample_rate)
+            if complete and final == k:
                 final = k + 1
             # audio before the start counts as silence; audio not yet arrived (a provisional
             # frame) as the last known frame's level going on
-            seg = audio[max(a - self.tail_start, 0):max(min(b, self.samples) - self.tail_start, 0)]
+            seg = audio[max(a - self.tail_start, 0):max(min(b, known) - self.tail_start, 0)]
             energy = float(np.sum(seg.astype(np.float64) ** 2))
-            if b > self.samples:
-                energy += (b - max(a, self.samples)) * last_power
+            if b > known:
+                energy += (b - max(a, known)) * last_power
             energy /= max(b - a, 1)
             level = 10 * np.log10(max(energy, 1e-12))
             targets[i] = np.clip((level - FLOOR_DB) / (TOP_DB - FLOOR_DB), 0.0, 1.0)
             if timed[i] or probs is not None:
                 open_before = targets[i]
                 if timed[i]:
-                    targets[i], shapes[i] = _shape(targets[i], float(t_mids[i]), self.sounds)
+                    targets[i], shapes[i] = _shape(targets[i], float(t_mids[i]), sounds)
                 else:
                     targets[i], shapes[i] = _shape_from_probs(targets[i], probs[i])
                 snap[i] = targets[i] < 0.5 * open_before  # a lip closure (m, b, p): close fast
@@ -220,7 +237,7 @@ class MouthTracker:
             keep_from = min(keep_from, min(self._window(final, sample_rate)[1], self.samples)
                             - context_samples(sample_rate))
         keep_from = max(keep_from, self.tail_start)
-        self.tail = audio[keep_from - self.tail_start:].copy()
+        self.tail = audio[keep_from - self.tail_start:self.samples - self.tail_start].copy()  # not ``ahead``
         self.tail_start = keep_from
         horizon = final / self.fps - 1.0
         self.sounds = [p for p in self.sounds if p.end >= horizon]

@@ -67,6 +67,7 @@ class VisemeEngine(LipSyncEngine):
     """Weight-free mouth warp driven by audio features and phoneme timings."""
 
     name = "viseme"
+    reads_ahead = True
 
     def __init__(self, *, cfg: Config, store: ModelStore) -> None:
         self.cfg = cfg
@@ -96,10 +97,12 @@ class VisemeEngine(LipSyncEngine):
                            blinks=np.cumsum(gaps) - gaps[0] * 0.5, video=video, faces=faces)
 
     def render(self, state: VisemeState, pcm: np.ndarray, sample_rate: int,
-               phonemes: tuple[PhonemeTiming, ...] | None = None) -> np.ndarray:
-        """(N,) float32 speech -> (F, H, W, 3) uint8 BGR; continues the previous chunk."""
+               phonemes: tuple[PhonemeTiming, ...] | None = None,
+               ahead: tuple[np.ndarray, tuple[PhonemeTiming, ...] | None] | None = None) -> np.ndarray:
+        """(N,) float32 speech -> (F, H, W, 3) uint8 BGR; continues the previous chunk
+        (``ahead``: see :meth:`MouthTracker.step`)."""
         first = state.mouth.frames
-        params = state.mouth.step(pcm, sample_rate, phonemes)
+        params = state.mouth.step(pcm, sample_rate, phonemes, ahead)
         h, w = state.image.shape[:2]
         frames = np.empty((len(params.open), h, w, 3), np.uint8)
         teeth = self.cfg.lipsync.viseme.teeth

@@ -85,6 +85,21 @@ def _transcriber(folder: Path, arch: str, vad_threshold: float) -> Any:
         return _SHARED[key]
 
 
+def trim_lead(pcm: np.ndarray, sample_rate: int, keep_s: float = 0.1, below_db: float = 35.0) -> np.ndarray:
+    """``pcm`` from ``keep_s`` before its first 20 ms frame within ``below_db`` of its
+    loudest. The VAD's pre-roll puts up to 0.3 s of room before the first word, and
+    Moonshine hears a word in it ("You What is the biggest animal ..."): leading silence
+    cost it 12 points of WER on the fixture set (benchmarks/RESULTS.md)."""
+    hop = sample_rate // 50
+    n = len(pcm) // hop
+    if n < 2:
+        return pcm
+    frames = pcm[:n * hop].reshape(n, hop).astype(np.float64)
+    db = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    first = int(np.argmax(db > db.max() - below_db))
+    return pcm[max(0, first * hop - int(keep_s * sample_rate)):]
+
+
 def _forget_all() -> None:
     for tr in _SHARED.values():
         tr._handle = None  # no free at interpreter exit (the crash above); the OS reclaims it
@@ -126,7 +141,7 @@ class MoonshineSTT(STT):
         self.load()
         if len(pcm) == 0:
             return Transcript(text="")
-        pcm = np.concatenate([pcm.astype(np.float32), self._pad()])
+        pcm = np.concatenate([trim_lead(pcm.astype(np.float32), self.sample_rate), self._pad()])
         with _CALL_LOCK:
             result = self._tr.transcribe_without_streaming(pcm.tolist(), self.sample_rate)
         return Transcript(text=_text(result), language="en")
