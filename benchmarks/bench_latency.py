@@ -132,7 +132,10 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
             await asyncio.sleep(0.8)  # past the echo tail and the VAD hangover
             if len(conv.turns) > i:
                 m = conv.turns[i].metrics
-                print(f"turn {i + 1}/{len(wavs)}: voice-to-face {m.first_frame_s} s",
+                stages = " ".join(f"{k}={getattr(m, k):.3f}" for k in (
+                    "stt_s", "first_token_s", "first_sentence_s", "first_audio_s") if getattr(m, k) is not None)
+                print(f"turn {i + 1}/{len(wavs)}: voice-to-face {m.first_frame_s} s ({stages}; "
+                      f"{conv.turns[i].user!r} -> {' '.join(p.chunk.text for p in conv.turns[i].played)[:80]!r})",
                       file=sys.stderr, flush=True)
         # the long reply: TTS + lip-sync chunks queued as they are produced
         conv.quit()

@@ -143,7 +143,17 @@ class MoonshineSTT(STT):
             return Transcript(text="")
         pcm = np.concatenate([trim_lead(pcm.astype(np.float32), self.sample_rate), self._pad()])
         with _CALL_LOCK:
-            result = self._tr.transcribe_without_streaming(pcm.tolist(), self.sample_rate)
+            # a stream of its own per decode: the library's one-shot call keeps state from
+            # the previous one and then heard a word ("You") before 15 of 30 questions
+            # replayed from talk, and the same audio twice gave different text (17 of 30);
+            # with a fresh stream: 0, and 6 (benchmarks/RESULTS.md)
+            stream = self._tr.create_stream(update_interval=_NO_AUTO_UPDATE)
+            try:
+                stream.start()
+                stream.add_audio(pcm.tolist(), self.sample_rate)
+                result = stream.update_transcription(_FORCE_UPDATE)
+            finally:
+                stream.close()
         return Transcript(text=_text(result), language="en")
 
     async def _transcribe_impl(self, pcm: np.ndarray) -> Transcript:
