@@ -244,8 +244,8 @@ class TTSConfig(_Section):
 class VisemeConfig(_Section):
     gain: float = Field(1.0, gt=0, description="Mouth opening per unit of loudness.")
     max_open: float = Field(1.0, gt=0, le=2.0, description="Largest opening (1 = natural wide).")
-    attack_ms: float = Field(30.0, ge=0)
-    release_ms: float = Field(80.0, ge=0)
+    attack_ms: float = Field(10.0, ge=0)
+    release_ms: float = Field(40.0, ge=0)
     teeth: bool = True
     audio_model: bool = Field(
         True, description="Without phoneme timings (a TTS other than Piper, a wav, the browser), a "

@@ -8,8 +8,9 @@ the lips from the class probabilities; loudness still drives the opening.
 Features: log-mel power frames (``N_MELS`` bands, ``WIN_S`` window, ``HOP_S`` hop) on an
 *absolute* grid of the stream (mel frame ``m`` ends at sample ``m*sr*HOP_S``), so they
 do not depend on how the audio was chunked. Video frame ``k`` sees the ``N_CTX`` mel
-frames that end at or before the end of its loudness window (``MouthTracker._window``:
-50 ms look-ahead), i.e. no audio the engine does not already read. The network (three
+frames that end at or before ``MouthTracker._model_end`` (``MODEL_LOOKAHEAD_S``, 50 ms
+after the frame's window centre: the offset it was trained with; the loudness itself looks
+40 ms ahead), and a frame stays provisional until that audio has arrived. The network (three
 dilated 1D convolutions and two dense layers, see ``avatar_agent.train.visemes``) maps
 them to class probabilities. PyTorch is only needed to train it; at run time the
 committed ``data/visemes.onnx`` runs on OpenVINO, one core.
@@ -30,7 +31,7 @@ MODEL_PATH = Path(__file__).resolve().parent / "data" / "visemes.onnx"
 HOP_S = 0.010  # mel hop (s): mel frame m ends at sample floor(m * sr * HOP_S)
 WIN_S = 0.025  # mel window (s)
 N_MELS = 40
-N_CTX = 24  # mel frames per video frame: 255 ms of audio ending at the loudness window's end
+N_CTX = 24  # mel frames per video frame: 255 ms of audio ending at MouthTracker._model_end
 FMIN, FMAX = 60.0, 7600.0
 FLOOR_DB = -100.0
 BLOCK = 16  # mel frames computed together (see ``features``)

@@ -10,7 +10,9 @@ to the last frame whose window was complete, so the next chunk re-runs it from t
 every later frame equals one-shot rendering; a chunk that ends in a pause (a TTS
 sentence) changes nothing at all. The total frame count stays ``round(samples*fps/sr)``.
 
-Loudness maps linearly from ``FLOOR_DB`` (closed) to ``TOP_DB`` (wide open). When the TTS
+Loudness maps to openness by a power law of the RMS (``loudness_open``: shut below
+``FLOOR_DB``, wide open from ``TOP_DB``), which follows the speech energy more closely
+than a linear-in-dB map (see benchmarks/RESULTS.md, issue 12). When the TTS
 gives phoneme timings, the sounds shape the mouth (``_shape``): the one under the frame
 (``PHONEME_LEAD_S`` ahead: lips shape a sound before it is heard) sets how far the jaw
 opens (closed for m/b/p), and the sounds within ±``BLEND_S`` blend the lips' shape
@@ -28,8 +30,14 @@ import numpy as np
 
 from ..types import PhonemeTiming
 
-FLOOR_DB = -45.0  # Piper/TTS speech frames sit between about -35 and -9 dBFS (measured)
-TOP_DB = -14.0
+FLOOR_DB = -45.0  # below this the mouth is shut (Piper/TTS speech frames sit at -35..-9 dBFS)
+TOP_DB = -12.0  # this loud (RMS, dBFS) or louder: wide open
+# above the floor, openness = VOICED_OPEN + (1 - VOICED_OPEN) * (RMS / TOP)^LOUD_GAMMA: a
+# compressive power law follows the speech energy more faithfully than the former
+# linear-in-dB map (engine openness vs the linear-RMS envelope: r 0.75-0.79 -> 0.81-0.85),
+# and the small lift keeps quiet voiced frames visibly parted on the smiling portrait
+LOUD_GAMMA = 0.6
+VOICED_OPEN = 0.08
 CLOSED = 0.01  # below this the mouth is exactly closed (frame = photo)
 # in true silence a slit this narrow closes at once: on a smiling portrait even a 0.05
 # slit moves the mesh's lip gap by ~0.03 inter-ocular, a mouth visibly not at rest
@@ -42,22 +50,32 @@ _WIDEN_S = 0.010
 PHONEME_LEAD_S = 0.06  # measured with the look-ahead below (noise-free Piper, both portraits)
 # frame k's loudness window is centred LOOKAHEAD_S after its instant: the smoother and the
 # slew limits make the mouth trail its target by about that much (measured: best lag +1
-# frame, r at lag 0 0.56-0.66 without it; lag 0, r 0.72-0.85 with it, Piper and espeak-ng)
-LOOKAHEAD_S = 0.05
+# frame, r at lag 0 0.56-0.66 without it; lag 0, r 0.72-0.85 with 50 ms and the former
+# dB map and slower smoother; 40 ms with the power law and the 10/40 ms smoother: r at lag
+# 0 0.80-0.87 in render's mp4, Piper and espeak-ng, both portraits; 35 ms: 0.80-0.87 too,
+# with r(+1) higher than r(-1), i.e. still a little late)
+LOOKAHEAD_S = 0.04
+# the audio viseme model reads the audio up to (k + 0.5)/fps + MODEL_LOOKAHEAD_S: the offset
+# it was trained with (``train-visemes``, when the loudness looked 50 ms ahead). Reading it
+# at the loudness's 35 ms instead cost it 9-11 points of frame accuracy on held-out espeak-ng
+# voices (0.76/0.83/0.80 -> 0.65/0.74/0.71) and half its M/B/P recall on one of them
+MODEL_LOOKAHEAD_S = 0.05
 # How open the mouth looks (to the face mesh, and to people) against the warp's openness,
 # normalised: a narrow slit reads as nearly closed, the lips read as parted from ~0.3 on
 # (measured on Grace Hopper's closed-lips portrait: inner-lip gap / inter-ocular distance).
 _OPENNESS = np.array([0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 2.0])
 _VISIBLE = np.array([0.0, 0.085, 0.16, 0.23, 0.55, 0.74, 1.0, 2.0])
-# largest change of the *visible* opening per 1/25 s: a real mouth takes about two frames
-# to open wide, and the mesh then sees a jump of at most ~0.1 × inter-ocular (range ~0.22)
-SLEW_OPEN = 0.25
-SLEW_CLOSE = 0.28
+# largest change of the *visible* opening per 1/25 s: a real mouth takes about two to three
+# frames to open wide, and the mesh then sees a jump of at most ~0.11 × inter-ocular (range
+# ~0.22; measured on Hopper with Piper speech; 0.35/0.38 gave 0.136, over the tests' 0.13)
+SLEW_OPEN = 0.3
+SLEW_CLOSE = 0.32
 # largest change of that per-frame velocity from one frame to the next (visible units):
 # a jaw has mass, it cannot swing from opening at full speed to closing at full speed
 # within one frame. Without it a short syllable between two stops ("the" in "the quick")
-# gave open-shut-open flutter at full slew, 80 ms a swing (measured on Piper speech).
-MAX_ACCEL = 0.36
+# gave open-shut-open flutter at full slew, 80 ms a swing (measured on Piper speech; 0.5
+# with the slews above: at most one big reversal per paragraph, as with 0.36 before).
+MAX_ACCEL = 0.5
 
 # IPA phoneme -> (openness 0..1, rounding 0..1); anything else: (0.35, 0)
 _BILABIAL = set("mbpɱ")
@@ -79,6 +97,15 @@ VISEMES = {"rest": "", "M B P": "m", "F V": "f", "O U W": "u", "E I": "i", "A": 
 VISEME_CLASSES = tuple(VISEMES)
 BLEND_S = 0.05  # a sound's shape blends over ±50 ms around its span (coarticulation)
 SHAPE_CLOSED = 0.01  # below this a shape parameter is exactly zero (the photo returns)
+
+
+def loudness_open(power: float) -> float:
+    """Mean power of a frame's window -> target openness 0..1: shut below ``FLOOR_DB``,
+    else a power law of the RMS (``LOUD_GAMMA``), lifted by ``VOICED_OPEN``, 1 at ``TOP_DB``."""
+    if power < 10 ** (FLOOR_DB / 10):
+        return 0.0
+    x = (power / 10 ** (TOP_DB / 10)) ** (LOUD_GAMMA / 2)
+    return float(min(1.0, VOICED_OPEN + (1.0 - VOICED_OPEN) * x))
 
 
 @dataclass
@@ -113,8 +140,8 @@ class MouthTracker:
     fps: float
     gain: float = 1.0
     max_open: float = 1.0
-    attack_s: float = 0.03
-    release_s: float = 0.08
+    attack_s: float = 0.01
+    release_s: float = 0.04
     # audio -> viseme model (``audio_visemes.VisemeModel``): shapes the lips of frames that
     # have no phoneme timings; None: loudness only there
     model: object = None
@@ -144,6 +171,10 @@ class MouthTracker:
         a = int((k - 0.5) * sample_rate / self.fps + lead) - int(_WIDEN_S * sample_rate)
         b = int((k + 0.5) * sample_rate / self.fps + lead)
         return a, b
+
+    def _model_end(self, k: int, sample_rate: int) -> int:
+        """Sample index where frame k's audio model input ends (``MODEL_LOOKAHEAD_S``)."""
+        return int((k + 0.5) * sample_rate / self.fps + MODEL_LOOKAHEAD_S * sample_rate)
 
     def step(self, pcm: np.ndarray, sample_rate: int,
              phonemes: tuple[PhonemeTiming, ...] | None = None,
@@ -186,9 +217,9 @@ class MouthTracker:
         if self.model is not None and not timed.all():
             from .audio_visemes import features
 
-            # the model reads the audio up to its frame's loudness window end (or, for a
-            # provisional frame, up to what has arrived): nothing the loudness does not read
-            ends = np.array([min(self._window(k, sample_rate)[1], known)
+            # the model reads the audio up to its frame's model end (or, for a provisional
+            # frame, up to what has arrived); a frame is final only once that has arrived too
+            ends = np.array([min(self._model_end(k, sample_rate), known)
                              for k in range(first, end)], np.int64)[~timed]
             got = self.model.probs(features(audio, self.tail_start, ends, sample_rate))
             probs = np.zeros((n, got.shape[1]), np.float32)
@@ -203,10 +234,12 @@ class MouthTracker:
         for i in range(n):
             k = first + i
             a, b = self._window(k, sample_rate)
-            # final once its loudness window has arrived, and, when shaped by phonemes, the
-            # sounds its shape blends (±BLEND_S) are known: a chunk cut inside a word (the
-            # reply's first chunk is played in two) then re-runs them with the next chunk
-            complete = b <= known and (not timed[i] or t_mids[i] + BLEND_S <= known / sample_rate)
+            # final once its loudness window (and the model's input) has arrived, and, when
+            # shaped by phonemes, the sounds its shape blends (±BLEND_S) are known: a chunk
+            # cut inside a word (the reply's first chunk is played in two) then re-runs them
+            # with the next chunk
+            need = b if self.model is None else max(b, self._model_end(k, sample_rate))
+            complete = need <= known and (not timed[i] or t_mids[i] + BLEND_S <= known / sample_rate)
             if complete and final == k:
                 final = k + 1
             # audio before the start counts as silence; audio not yet arrived (a provisional
@@ -216,8 +249,7 @@ class MouthTracker:
             if b > known:
                 energy += (b - max(a, known)) * last_power
             energy /= max(b - a, 1)
-            level = 10 * np.log10(max(energy, 1e-12))
-            targets[i] = np.clip((level - FLOOR_DB) / (TOP_DB - FLOOR_DB), 0.0, 1.0)
+            targets[i] = loudness_open(energy)
             if timed[i] or probs is not None:
                 open_before = targets[i]
                 if timed[i]:
@@ -234,7 +266,7 @@ class MouthTracker:
         if self.model is not None:
             from .audio_visemes import context_samples
 
-            keep_from = min(keep_from, min(self._window(final, sample_rate)[1], self.samples)
+            keep_from = min(keep_from, min(self._model_end(final, sample_rate), self.samples)
                             - context_samples(sample_rate))
         keep_from = max(keep_from, self.tail_start)
         self.tail = audio[keep_from - self.tail_start:self.samples - self.tail_start].copy()  # not ``ahead``
@@ -379,15 +411,17 @@ def _class_shapes() -> tuple[np.ndarray, np.ndarray]:
 
 
 _CLASS_OPEN, _CLASS_LIPS = _class_shapes()
-SURE_LO, SURE_HI = 0.4, 0.8  # audio model: class probability from which a closure starts, is full
+SURE_LO, SURE_HI = 0.5, 0.9  # audio model: class probability from which a closure starts, is full
 
 
 def _shape_from_probs(level_open: float, probs: np.ndarray) -> tuple[float, np.ndarray]:
     """Loudness and the audio model's class probabilities -> (opening, [round, wide, bite]):
     the lips' shape is the classes' shapes weighted by their probability, faded with the
     loudness as in ``_shape``; the lips close (m b p) or meet the teeth (f v) only as far
-    as the model is sure (probability 0.4 -> 0.8: not at all -> fully), since a closure
-    it imagines during a vowel is worse than one it misses."""
+    as the model is sure (probability 0.5 -> 0.9: not at all -> fully; was 0.4 -> 0.8),
+    since a closure it imagines during a vowel is worse than one it misses (on Piper speech
+    with alignments: as many true M/B/P frames closed, fewer loud frames shut; r at lag 0
+    +0.01-0.02 on the smiling portrait)."""
     p = np.asarray(probs, np.float32)
     sure = np.clip((p - SURE_LO) / (SURE_HI - SURE_LO), 0.0, 1.0)
     opened = level_open * float(np.prod(1.0 - sure * (1.0 - _CLASS_OPEN)))

@@ -211,14 +211,15 @@ def frame_table(u: Utterance, step: float = 1.0) -> tuple[np.ndarray, np.ndarray
     x = u.pcm.astype(np.float64)
     for k in ks:
         a, b = tracker._window(k, u.sr)
-        if b > len(u.pcm):
+        end = tracker._model_end(k, u.sr)
+        if max(b, end) > len(u.pcm):
             break
         t = k / FPS + PHONEME_LEAD_S
         i = int(np.searchsorted(starts, t, side="right")) - 1
         label = viseme_class(sounds[i].phoneme) if i >= 0 and t < sounds[i].end else 0
         seg = x[max(a, 0):b]
         levels.append(10 * np.log10(max(float(np.sum(seg ** 2)) / max(b - a, 1), 1e-12)))
-        ends.append(b)
+        ends.append(end)
         labels.append(label)
     return np.array(ends, np.int64), np.array(labels, np.int64), np.array(levels, np.float32)
 
@@ -283,7 +284,7 @@ def speed_ms_per_s(model_path: Path, seconds: float = 20.0) -> float:
     audio = (rng.standard_normal(int(seconds * sr)) * 0.05).astype(np.float32)
     tracker = MouthTracker(fps=FPS)
     ks = np.arange(int(seconds * FPS) - 3)
-    ends = np.array([tracker._window(k, sr)[1] for k in ks])
+    ends = np.array([tracker._model_end(k, sr) for k in ks])
     best = np.inf
     for _ in range(3):
         t0 = time.perf_counter()
