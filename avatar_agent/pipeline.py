@@ -72,6 +72,8 @@ def split_head(chunk: SpeechChunk, fps: float, head_s: float) -> tuple[SpeechChu
         rest_ph = tuple(replace(p, start=p.start - at, end=p.end - at) for p in ph[i:])
     return (replace(chunk, pcm=chunk.pcm[:cut], phonemes=head_ph),
             replace(chunk, pcm=chunk.pcm[cut:], text="", phonemes=rest_ph))
+
+
 T = TypeVar("T")
 Emit = Callable[[FrameChunk], "Awaitable[None] | None"]
 
