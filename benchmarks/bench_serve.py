@@ -33,13 +33,9 @@ import asyncio
 import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -118,56 +114,22 @@ def mic_wav(path: Path, qs: list[tuple], lead_s: float, gap_s: float,
 
 
 # -------------------------------------------------------------------- the server
-class ServeProcess:
-    """``avatar_agent serve --port 0`` with ``cfg`` (written to a YAML file)."""
+sys.path.insert(0, str(ROOT))
+from tests.e2e.serve_process import ServeProcess  # noqa: E402 - the browser tests' server runner
 
-    def __init__(self, cfg, folder: Path, max_sessions: int) -> None:
-        import yaml
 
-        data = cfg.model_dump(mode="json")
-        data["server"].update(host="127.0.0.1", port=0, max_sessions=max_sessions, token=None)
-        data["transcript"]["path"] = str(folder / "transcript.jsonl")
-        conf = folder / "config.yaml"
-        conf.write_text(yaml.safe_dump(data))
-        self.transcript = folder / "transcript.jsonl"
-        self.log = folder / "serve.log"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "avatar_agent", "serve", "-v", "--config", str(conf)], cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=open(self.log, "wb"), text=True, start_new_session=True)
-        self.url = ""
-        found = threading.Event()
+def start_server(cfg, folder: Path, max_sessions: int) -> ServeProcess:
+    """``serve`` with ``cfg`` (written to a YAML file), on 127.0.0.1, no token."""
+    import yaml
 
-        def read() -> None:
-            for line in self.proc.stdout:
-                if line.startswith("serving on ") and not self.url:
-                    self.url = line.split()[2]
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 300
-        while not found.wait(0.5) and self.proc.poll() is None and time.monotonic() < deadline:
-            pass
-        if not self.url:
-            self.stop()
-            raise SystemExit(f"serve did not start: {self.log.read_text(errors='replace')[-2000:]}")
-
-    def status(self) -> dict:
-        with urllib.request.urlopen(self.url + "api/status", timeout=20) as resp:
-            return json.load(resp)
-
-    def records(self) -> list[dict]:
-        if not self.transcript.exists():
-            return []
-        return [json.loads(x) for x in self.transcript.read_text().splitlines() if x.strip()]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+    data = cfg.model_dump(mode="json")
+    data["server"].update(host="127.0.0.1", max_sessions=max_sessions, token=None)
+    conf = folder / "config.yaml"
+    conf.write_text(yaml.safe_dump(data))
+    try:
+        return ServeProcess(folder, "--config", str(conf), start_s=300.0)
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 # -------------------------------------------------------------------- one count
@@ -200,7 +162,6 @@ def latencies(stats: dict, ends_s: list[float]) -> tuple[list[float | None], flo
 
 async def one_count(srv: ServeProcess, k: int, qs, turns: int, gap_s: float, work: Path,
                     settle_s: float) -> dict:
-    sys.path.insert(0, str(ROOT))
     from tests.e2e.chromium import Chromium
 
     period = float(np.mean([len(q[2]) / RATE for q in qs[:turns]])) + gap_s
@@ -272,7 +233,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 async def _bench(cfg, counts: list[int], turns: int, gap_s: float, work: Path) -> dict:
     qs = await questions(cfg, turns)
-    srv = ServeProcess(cfg, work, max_sessions=max(counts))
+    srv = start_server(cfg, work, max_sessions=max(counts))
     try:
         await asyncio.sleep(3.0)
         rss0 = srv.status()["rss_mb"]

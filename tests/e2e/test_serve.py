@@ -17,8 +17,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import pytest
 import soundfile as sf
 
 from .chromium import Chromium, chromium_path
+from .serve_process import ServeProcess as Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -54,67 +53,13 @@ def question_wav(tmp_path_factory) -> Path:
     return out
 
 
-class Server:
-    """``python -m avatar_agent serve --port 0`` as a subprocess (own process group)."""
-
-    def __init__(self, folder: Path, *sets: str) -> None:
-        self.transcript = folder / "transcript.jsonl"
-        self.log = folder / "serve.log"
-        # the built-in portrait (examples/assets/face.png is the same picture)
-        args = [sys.executable, "-m", "avatar_agent", "serve", "--port", "0", "-v",
-                "--set", f"transcript.path={self.transcript}", *sum([["--set", s] for s in sets], [])]
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE,
-                                     stderr=open(self.log, "wb"), text=True,
-                                     start_new_session=True)
-        self.url = ""
-        found = threading.Event()
-
-        def read() -> None:
-            for line in self.proc.stdout:
-                if line.startswith("serving on ") and not self.url:
-                    self.url = line.split()[2]
-                    found.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        deadline = time.monotonic() + 240  # loads and warms up every model
-        while not found.wait(0.5) and self.proc.poll() is None and time.monotonic() < deadline:
-            pass
-        if not self.url:
-            self.stop()
-            raise AssertionError(f"serve did not start: {self.log_tail()}")
-
-    def log_tail(self, n: int = 3000) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(x for x in text.splitlines() if "aioice" not in x)[-n:]
-
-    def status(self) -> dict:
-        import urllib.request
-
-        with urllib.request.urlopen(self.url + "api/status", timeout=10) as resp:
-            return json.load(resp)
-
-    def records(self) -> list[dict]:
-        if not self.transcript.exists():
-            return []
-        return [json.loads(x) for x in self.transcript.read_text().splitlines() if x.strip()]
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        return self.proc.returncode
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     assert chromium_path(), "chromium missing: run scripts/install-sysdeps.sh test (make test does)"
-    srv = Server(tmp_path_factory.mktemp("serve-srv"), "server.max_sessions=3",
-                 "server.avatar=per_session",  # without an upload: the configured portrait
-                 "server.audio_timeout_s=8", "llm.max_tokens=40")
+    srv = Server(tmp_path_factory.mktemp("serve-srv"), *[x for s in (
+        "server.max_sessions=3",
+        "server.avatar=per_session",  # without an upload: the configured portrait (built-in)
+        "server.audio_timeout_s=8", "llm.max_tokens=40") for x in ("--set", s)])
     try:
         yield srv
     finally:
