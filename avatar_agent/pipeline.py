@@ -155,12 +155,19 @@ class Pipeline:
             await stream.result()
             await stream.aclose()
         await self.llm.complete(self.history.messages("Hello."), max_tokens=1, temperature=0.0)
+        self.llm.prefill(self.history.context())
         for text in (COULD_NOT_ANSWER, HEARD_NOTHING):
             self._canned[text] = [c async for c in self.tts.synthesize(text)]
         for chunk in self._canned[COULD_NOT_ANSWER][:1]:
             await self.render(state, chunk)
         await self.reset_avatar(state)
         return time.perf_counter() - t0
+
+    def remember(self, user_text: str, heard: str) -> None:
+        """Add a finished turn to the history, and have the LLM read the new history while
+        the user listens and speaks (the next reply then reads only its question)."""
+        self.history.add(user_text, heard)
+        self.llm.prefill(self.history.context())
 
     def tts_rate(self) -> int:
         """Sample rate of the TTS voice (for writers and playback)."""
@@ -317,14 +324,21 @@ class Pipeline:
         async def speak() -> None:
             while (sentence := await sentences.get()) is not None:
                 first = True
-                async for chunk in self.speech(sentence.text):
-                    if metrics.first_audio_s is None:
-                        metrics.first_audio_s = time.perf_counter() - t0
-                    # a sentence's text rides on its first chunk only (streamed TTS sends
-                    # several), so the reply and the history hold each sentence once
-                    text = (chunk.text or sentence.text) if first else ""
-                    first = False
-                    await speech.put(replace(chunk, text=text))
+                async with contextlib.aclosing(self.speech(sentence.text)) as chunks:
+                    while True:
+                        # the LLM waits while the reply's first audio is made: the two
+                        # share the CPU, and the rest of the reply is not needed yet
+                        with self.llm.paused() if metrics.first_audio_s is None else contextlib.nullcontext():
+                            chunk = await anext(chunks, None)
+                        if chunk is None:
+                            break
+                        if metrics.first_audio_s is None:
+                            metrics.first_audio_s = time.perf_counter() - t0
+                        # a sentence's text rides on its first chunk only (streamed TTS
+                        # sends several), so the reply and the history hold each sentence once
+                        text = (chunk.text or sentence.text) if first else ""
+                        first = False
+                        await speech.put(replace(chunk, text=text))
             await speech.put(None)
 
         async def show() -> None:

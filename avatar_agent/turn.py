@@ -181,7 +181,7 @@ def _record(pipeline: Pipeline, result: TurnResult, out: TurnOutput, spoken: lis
     if not user and not spoken:  # cancelled before a word was heard or said
         return
     if user and not result.failed:
-        pipeline.history.add(user, result.reply_text)
+        pipeline.remember(user, result.reply_text)
     pipeline.transcript.append({
         "mode": result.mode, "user": user, "assistant": result.reply_text,
         "heard_nothing": result.heard_nothing, "interrupted": result.interrupted,

@@ -159,3 +159,89 @@ def test_chat_history_leaves_out_replies_never_heard():
     hist.add("cut off?", "")  # barge-in before the first word of the reply
     hist.add("also cut?", "  ")
     assert [m["content"] for m in hist.messages("next")] == ["sys", "first?", "An answer.", "next"]
+
+
+# ---------------------------------------------------------------- prefill and pause
+def _history(cfg: Config, turns: int, words: int = 12) -> ChatHistory:
+    hist = ChatHistory(cfg.llm.system_prompt, max_turns=20)
+    for n in range(turns):
+        hist.add(f"Tell me fact number {n} about the sea?",
+                 " ".join(f"wave{n}x{k}" for k in range(words)) + ".")
+    return hist
+
+
+def _counting_eval(llm, monkeypatch) -> list[int]:
+    """Tokens llama.cpp decodes, call by call (a pass-through spy on the real model)."""
+    counts: list[int] = []
+    real = llm._llama.eval
+
+    def spy(tokens):
+        counts.append(len(tokens))
+        return real(tokens)
+
+    monkeypatch.setattr(llm._llama, "eval", spy)
+    return counts
+
+
+async def _idle(llm) -> None:
+    await llm._worker.run(lambda: None)  # queued behind the prefill: returns once it ended
+
+
+async def test_llama_cpp_prefill_leaves_only_the_question_to_read(llm, cfg, monkeypatch):
+    hist = _history(cfg, 4)
+    msgs = hist.messages("What is the capital of France?")
+    llm._llama.reset()  # nothing cached: the whole prompt is read (as after an eviction)
+    counts = _counting_eval(llm, monkeypatch)
+    cold = await llm.complete(msgs, max_tokens=12, temperature=0.0)
+    read_cold = counts[0]
+
+    llm._llama.reset()
+    del counts[:]  # (and the reply's tokens, one decode each)
+    llm.prefill(hist.context())
+    await _idle(llm)
+    prefilled = sum(counts)
+    assert llm.prefilled == prefilled > 100  # the system prompt and four turns
+    del counts[:]
+    warm = await llm.complete(msgs, max_tokens=12, temperature=0.0)
+    assert read_cold > 100 and counts[0] < 25, (read_cold, counts)  # the question and the reply header
+    assert prefilled + counts[0] == read_cold  # the same prompt, split at the question
+    assert warm == cold  # the cache holds what reading the whole prompt gives
+
+
+async def test_llama_cpp_prefill_keeps_what_is_cached(llm, cfg, monkeypatch):
+    hist = _history(cfg, 2)
+    await llm.complete(hist.messages("Hello?"), max_tokens=4, temperature=0.0)
+    counts = _counting_eval(llm, monkeypatch)
+    llm.prefill(hist.context())  # already cached as the prefix of the last prompt
+    await _idle(llm)
+    assert counts == [] and llm.prefilled == 0
+
+
+async def test_llama_cpp_reply_stops_a_running_prefill(llm, cfg, monkeypatch):
+    hist = _history(cfg, 10, words=14)  # ~850 tokens: 13 prefill steps
+    llm._llama.reset()
+    counts = _counting_eval(llm, monkeypatch)
+    llm.prefill(hist.context())
+    reply = llm.stream(hist.messages("Hi?"), max_tokens=2, temperature=0.0)
+    assert (await anext(reply)).text  # asked for at once: the prefill stops at its next step
+    await reply.aclose()
+    total = len(llm._prompt_tokens(hist.messages("Hi?")))
+    assert total > 700, total
+    assert llm.prefilled <= 2 * 64, (llm.prefilled, counts)
+
+
+async def test_llama_cpp_pause_holds_generation(llm, cfg):
+    msgs = question(cfg, "Tell me a long story about a dragon.")
+    seen = 0
+    held_at = None
+    async for _ in llm.stream(msgs, max_tokens=200, temperature=0.0):
+        seen += 1
+        if seen == 3:
+            with llm.paused():
+                held_at = llm.tokens_generated
+                await asyncio.sleep(0.4)
+                during = llm.tokens_generated
+        if seen == 10:
+            break
+    assert during <= held_at + 1, (held_at, during)  # at most the token in flight
+    assert seen == 10  # and it went on after the pause

@@ -6,9 +6,10 @@ Cancelling the consumer must really stop generation (providers check it).
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from ..errors import AvatarError, ProviderError
 from ..types import TextDelta
@@ -23,6 +24,17 @@ class LLM(ABC):
 
     def load(self) -> None:  # noqa: B027 - optional hook
         """Load weights now instead of on the first call (blocking)."""
+
+    def prefill(self, context: list[Message]) -> None:  # noqa: B027 - optional hook
+        """Read ``context`` (the system prompt and the history, without a new user turn)
+        into the model's cache while nobody waits, so that the next reply reads only its
+        question. Returns at once; a reply asked for meanwhile goes first. Local models."""
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold generation between two tokens while the block runs (bounded). A local
+        model shares the CPU with the TTS; remote ones ignore it."""
+        yield
 
     async def stream(self, messages: list[Message], *, max_tokens: int, temperature: float
                      ) -> AsyncIterator[TextDelta]:
@@ -67,14 +79,17 @@ class ChatHistory:
         self.max_turns = max_turns
         self._turns: list[tuple[str, str]] = []
 
-    def messages(self, user_text: str) -> list[Message]:
-        """Messages to send for a new user turn (history + the new text)."""
+    def context(self) -> list[Message]:
+        """The system prompt and the turns in the window (what every next prompt starts with)."""
         msgs: list[Message] = [{"role": "system", "content": self.system_prompt}]
         for user, assistant in self._turns:
             msgs.append({"role": "user", "content": user})
             msgs.append({"role": "assistant", "content": assistant})
-        msgs.append({"role": "user", "content": user_text})
         return msgs
+
+    def messages(self, user_text: str) -> list[Message]:
+        """Messages to send for a new user turn (history + the new text)."""
+        return [*self.context(), {"role": "user", "content": user_text}]
 
     def add(self, user_text: str, assistant_text: str) -> None:
         """Record a finished turn (``assistant_text``: what the user actually heard).
