@@ -2,15 +2,18 @@
 
 1. Voice-to-face latency: the real :class:`~avatar_agent.live.Conversation` (real mic
    and speaker streams, real window on Xvfb, the embedded models from the config) is
-   asked ``TURNS`` scripted questions spoken by Piper into the virtual mic. Per turn:
-   end of user speech → transcript, → first LLM token, → first sentence, → first
-   sentence audio, → first frame on screen (voice-to-face). Reported as p50/p95.
-2. A/V offset over a 60 s reply: the avatar says a long text (TTS + lip-sync chunks
+   asked 20 questions played into the virtual mic: by default the non-Piper fixture set
+   (espeak-ng voices and speeds, quiet, loud and noisy; ``benchmarks/make_questions.py``),
+   or Piper, or both in turn (``--voices``). Per turn: end of user speech → transcript,
+   → first LLM token, → first clause, → its audio made, → first frame on screen, which
+   the presenter shows when the speaker's clock reaches it: the first reply audio at the
+   speaker (voice-to-face). Reported as p50/p95/max.
+2. A/V offset over a 20 s reply: the avatar says a long text (TTS + lip-sync chunks
    queued as produced); for every frame shown, the audio clock minus the frame's
    scheduled time.
 
 Uses the device harness in ``tests/harness`` (a private instance).
-Run: ``python benchmarks/bench_latency.py [--turns N] [--reply-s S]`` or
+Run: ``python benchmarks/bench_latency.py [--turns N] [--reply-s S] [--voices V]`` or
 ``avatar-agent bench latency``.
 """
 
@@ -110,16 +113,24 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     conv = Conversation(cfg=cfg, pipeline=pipeline, mic=mic, playback=pb, presenter=presenter,
                         avatar_state=state)
     runner = asyncio.create_task(conv.run())
-    wavs = []
-    if voices == "espeak":  # the non-Piper fixture set (benchmarks/make_questions.py)
+    # who asks, turn by turn: the non-Piper fixture set (benchmarks/make_questions.py),
+    # the answering Piper voice, or both in turn ("mixed")
+    who = {"espeak": ["espeak"], "piper": ["piper"], "mixed": ["espeak", "piper"]}[voices]
+    asks = [who[i % len(who)] for i in range(turns)]
+    espeak = []
+    if "espeak" in asks:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from make_questions import fixture_set
 
-        for i, (_, pcm) in enumerate((fixture_set() * 2)[:turns]):
-            wavs.append(write_wav(work / f"q{i}.wav", pcm, 16000))
-    for i, q in enumerate((QUESTIONS * 3)[:turns] if voices == "piper" else []):
-        pcm = [c.pcm async for c in pipeline.tts.synthesize(q)]  # made up front, not in turns
-        wavs.append(write_wav(work / f"q{i}.wav", np.concatenate(pcm), pipeline.tts_rate()))
+        espeak = [pcm for _, pcm in fixture_set()]
+    wavs = []
+    for i, kind in enumerate(asks):
+        k = asks[:i].count(kind)
+        if kind == "espeak":
+            wavs.append(write_wav(work / f"q{i}.wav", espeak[k % len(espeak)], 16000))
+        else:  # made up front, not in turns
+            pcm = [c.pcm async for c in pipeline.tts.synthesize(QUESTIONS[k % len(QUESTIONS)])]
+            wavs.append(write_wav(work / f"q{i}.wav", np.concatenate(pcm), pipeline.tts_rate()))
     try:
         await asyncio.sleep(1.0)
         for i, wav in enumerate(wavs):
@@ -177,6 +188,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
         "load_s": {k: round(v, 3) for k, v in load_s.items()},
         **{f"{k}_p50": _pct(v, 50) for k, v in col.items()},
         **{f"{k}_p95": _pct(v, 95) for k, v in col.items()},
+        **{f"{k}_max": round(max(v), 3) if v else None for k, v in col.items()},
         "voice_to_face_s": [round(v, 3) for v in col["first_frame_s"]],
         "frames_dropped_turns": sum(t.metrics.frames_dropped for t in recs),
         "mic_overflows": mic.overflows, "speaker_underflows": pb.underflows,
@@ -188,7 +200,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     }
 
 
-def run(cfg, turns: int = 22, reply_s: float = 60.0, voices: str = "piper") -> dict:
+def run(cfg, turns: int = 20, reply_s: float = 20.0, voices: str = "espeak") -> dict:
     """Run both measurements with ``cfg`` (the embedded stack by default); returns numbers."""
     _start_harness()
     # the reply's length does not change the time to its first frame; short replies only
@@ -215,11 +227,12 @@ def main() -> None:
     from avatar_agent.config import load_config
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--turns", type=int, default=22)
-    ap.add_argument("--reply-s", type=float, default=60.0)
+    ap.add_argument("--turns", type=int, default=20)
+    ap.add_argument("--reply-s", type=float, default=20.0, help="length of the A/V sync reply")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
-    ap.add_argument("--voices", choices=["piper", "espeak"], default="piper",
-                    help="who asks: the answering Piper voice, or the espeak-ng fixture set")
+    ap.add_argument("--voices", choices=["espeak", "piper", "mixed"], default="espeak",
+                    help="who asks: the espeak-ng fixture set (not Piper), the answering Piper "
+                         "voice, or both in turn")
     args = ap.parse_args()
     os.chdir(ROOT)
     cfg = load_config(None, args.overrides)
