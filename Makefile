@@ -7,6 +7,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
+# models the tests need besides the defaults (Smart Turn: audio.vad.turn_model=smart_turn)
+TEST_MODELS := smart-turn-v3.2
 
 .PHONY: demo test install install-dev models assets sysdeps sysdeps-test bench lint clean
 
@@ -45,9 +47,11 @@ demo: sysdeps install models assets
 	  --input-audio examples/assets/question.wav --output out/reply.mp4 $(if $(DISPLAY),--show)
 
 test: sysdeps-test install-dev models assets
+	$(BIN)/avatar-agent models pull $(TEST_MODELS)
 	$(BIN)/python -m pytest -rs $(PYTEST_ARGS)
 
 bench: install-dev models assets
+	$(BIN)/avatar-agent models pull $(TEST_MODELS)
 	$(BIN)/avatar-agent bench all
 
 lint: install-dev

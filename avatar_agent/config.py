@@ -293,6 +293,13 @@ class VADConfig(_Section):
     early_ms: int = Field(
         200, ge=0, description="Start answering after this much silence (0 = wait for the hangover)."
     )
+    turn_model: Literal["none", "smart_turn"] = Field(
+        "none", description="At that pause ask an end-of-turn model first (smart_turn: model smart-turn-v3.2)."
+    )
+    turn_threshold: float = Field(
+        0.5, ge=0, le=1, description="smart_turn: answer early only when P(turn complete) >= this."
+    )
+    turn_threads: int = Field(1, ge=1, le=16, description="smart_turn: onnxruntime threads per call.")
 
 
 class AudioConfig(_Section):

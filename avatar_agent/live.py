@@ -31,6 +31,7 @@ import numpy as np
 from .audio.capture import MicCapture
 from .audio.io import rms_db
 from .audio.playback import Playback, Scheduled
+from .audio.turn_end import SmartTurn
 from .audio.vad import SpeechPause, SpeechResume, SpeechStart, VadSegmenter
 from .config import Config
 from .errors import DeviceError
@@ -41,6 +42,7 @@ from .stt.feeder import SpeechFeeder
 from .transport import MicSource, Screen, SpeakerClock
 from .turn import TurnOutput, TurnResult, TurnState, run_turn
 from .types import AudioBlock, FrameChunk, TurnMetrics, Utterance
+from .workers import Worker
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,13 @@ class Conversation:
         self._quit = asyncio.Event()
         self._fatal: BaseException | None = None
         self._early = False  # the running turn started at a pause, before the hangover
+        # audio.vad.turn_model: at a pause, an end-of-turn model decides whether to answer
+        # early; it runs on its own worker while the listener goes on (``_gate``)
+        vad = cfg.audio.vad
+        self.turn_end = (SmartTurn.from_store(threads=vad.turn_threads)
+                         if vad.turn_model == "smart_turn" and vad.early_ms > 0 else None)
+        self._turn_worker = Worker("turn-end")
+        self._gate: asyncio.Task | None = None  # P(turn complete) of the pending pause
         self._gate_until = 0.0
         self._loud_t = 0.0  # capture time of the last loud mic block while speaking
 
@@ -146,6 +155,8 @@ class Conversation:
     async def run(self) -> None:
         """Listen until :meth:`quit`; raises :class:`DeviceError` when the mic is lost for good."""
         self.mic.drain()  # audio captured while the models loaded is stale
+        if self.turn_end is not None:
+            self._turn_worker.submit(self.turn_end.load)  # a failure shows at the first pause
         listener = asyncio.create_task(self._listen_forever(), name="talk-listen")
         quitter = asyncio.create_task(self._quit.wait(), name="talk-quit")
         try:
@@ -157,6 +168,8 @@ class Conversation:
         finally:
             for task in (listener, quitter):
                 task.cancel()
+            self._drop_gate()
+            self._turn_worker.close()
             await self._cancel_turn(record_heard=True)
             # bounded: a task that swallowed its cancellation must not hold up the exit
             _, stuck = await asyncio.wait([listener, quitter], timeout=1.0)
@@ -191,6 +204,8 @@ class Conversation:
             self.feeder.update(events)
             for event in events:
                 await self._on_vad(event)
+            if self._gate is not None and self._gate.done():
+                await self._gate_done()
             await self.feeder.collect()
 
     def _duck(self, block: AudioBlock, gated: bool) -> None:
@@ -217,19 +232,55 @@ class Conversation:
             if self.state == TurnState.SPEAKING and self.cfg.audio.barge_in:
                 await self._barge_in(event.t)
         elif isinstance(event, SpeechPause):  # answer early; dropped if the user goes on
-            await self._cancel_turn(record_heard=True)
-            self._early = True
-            self._start_turn(event.utterance, self.feeder.take(event.utterance))
+            if self.turn_end is None:
+                await self._start_early(event.utterance)
+            else:  # unless the turn-end model hears a sentence going on
+                self._drop_gate()
+                self._gate = asyncio.create_task(self._turn_complete(event.utterance),
+                                                 name="talk-turn-end")
         elif isinstance(event, SpeechResume):
+            self._drop_gate()
             if self._early:  # it was a pause inside the question, not its end
                 self._early = False
                 await self._cancel_turn(record_heard=False)
         elif isinstance(event, Utterance):
+            self._drop_gate()  # the hangover decides now, whatever the model would say
             if self._early:  # the early turn already answers this very speech
                 self._early = False
                 return
             await self._cancel_turn(record_heard=True)  # a newer question wins
             self._start_turn(event, self.feeder.take(event))
+
+    async def _start_early(self, utt: Utterance) -> None:
+        await self._cancel_turn(record_heard=True)
+        self._early = True
+        self._start_turn(utt, self.feeder.take(utt))
+
+    # ---------------------------------------------------------------- turn-end model
+    async def _turn_complete(self, utt: Utterance) -> tuple[float, Utterance]:
+        assert self.turn_end is not None
+        return await self._turn_worker.run(self.turn_end.predict, utt.pcm, utt.sample_rate), utt
+
+    def _drop_gate(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.cancel()
+
+    async def _gate_done(self) -> None:
+        """The model answered for the pending pause (still a pause: a resume or the
+        hangover drop the gate): answer early when it heard a finished turn."""
+        gate, self._gate = self._gate, None
+        assert gate is not None
+        if gate.cancelled():
+            return
+        exc = gate.exception()
+        if exc is not None:  # the hangover still ends the turn: degraded, not broken
+            log.warning("turn-end model failed: waiting for the hangover", extra={"error": str(exc)})
+            return
+        p, utt = gate.result()
+        log.info("turn end: p %.2f", p)
+        if p >= self.cfg.audio.vad.turn_threshold:
+            await self._start_early(utt)
 
     def _gated(self, block: AudioBlock) -> bool:
         """Echo gate: is this mic block to be treated as silence?
@@ -283,7 +334,10 @@ class Conversation:
 
     # ---------------------------------------------------------------- one turn
     def _start_turn(self, utt: Utterance, heard: tuple[STTStream, Hashable] | None = None) -> None:
-        out = _LiveOutput(self, TurnRecord(t_end=utt.t_end))
+        record = TurnRecord(t_end=utt.t_end)
+        # end of speech -> this turn starts (early_ms, plus the turn-end model; or the hangover)
+        record.metrics.stages["commit"] = max(0.0, time.monotonic() - utt.t_end)
+        out = _LiveOutput(self, record)
         self._current = out
         self._turn = asyncio.create_task(self._run_turn(out, utt, heard), name="talk-turn")
         self._turn.add_done_callback(self._turn_done)

