@@ -8,6 +8,11 @@ TTS call (Piper) is timed on each first chunk. Reported per variant:
 LLM start -> first chunk text complete, Piper time to first audio for that chunk, and
 their sum (LLM start -> first audio), p50/max.
 
+Then the first chunks are synthesized again three ways: alone, while llama.cpp writes a
+long reply on the same 2 cores (as in ``talk``, where the LLM writes on while the first
+clause is spoken), and the same with the LLM held by ``LLM.paused`` (what the pipeline
+does during the reply's first audio). Piper first-audio p50/p95/max for each.
+
 Run: ``python benchmarks/bench_first_words.py [--n 12]``
 """
 
@@ -80,6 +85,7 @@ async def run(n: int) -> None:
             r["sum"].append(t_text + t_tts)
             r["words"].append(len(chunk.split()))
             print(f"  {name:28s} {t_text * 1000:5.0f} + {t_tts * 1000:4.0f} ms  {chunk!r}")
+            r.setdefault("chunks", []).append(chunk)
     print()
     for name, r in res.items():
         p = lambda xs, q: np.percentile(xs, q) * 1000  # noqa: E731
@@ -87,8 +93,47 @@ async def run(n: int) -> None:
               f"LLM -> text p50 {p(r['text'], 50):.0f} ms; Piper first audio p50 {p(r['tts'], 50):.0f} ms "
               f"max {max(r['tts']) * 1000:.0f} ms; LLM start -> first audio p50 {p(r['sum'], 50):.0f} ms "
               f"p95 {p(r['sum'], 95):.0f} ms max {max(r['sum']) * 1000:.0f} ms")
+    await contention(llm, tts, res["clause or 8 words (after)"]["chunks"])
     await llm.aclose()
     await tts.aclose()
+
+
+async def _first_audio(tts, text: str) -> float:
+    t = time.perf_counter()
+    async for _ in tts.synthesize(text):
+        break
+    return time.perf_counter() - t
+
+
+async def contention(llm, tts, chunks: list[str], rounds: int = 2) -> None:
+    """Piper's first audio for ``chunks``: alone, beside a generating llama.cpp, and
+    beside it while it is held (``LLM.paused``)."""
+    import contextlib
+
+    story = [{"role": "user", "content": "Tell me a very long story about a dragon and a king."}]
+
+    async def generate(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            async for _ in llm.stream(story, max_tokens=400, temperature=0.7):
+                if stop.is_set():
+                    break
+
+    times: dict[str, list[float]] = {}
+    for how in ("alone", "beside the LLM", "beside the LLM, held"):
+        stop = asyncio.Event()
+        writer = None if how == "alone" else asyncio.create_task(generate(stop))
+        await asyncio.sleep(0.3)  # the LLM is writing
+        for chunk in chunks * rounds:
+            with llm.paused() if how.endswith("held") else contextlib.nullcontext():
+                times.setdefault(how, []).append(await _first_audio(tts, chunk))
+            await asyncio.sleep(0.05)  # let it write between two chunks
+        stop.set()
+        if writer is not None:
+            await writer
+    for how, ts in times.items():
+        ms = np.array(ts) * 1000
+        print(f"Piper first audio {how:22s} p50 {np.median(ms):4.0f} ms  p95 {np.percentile(ms, 95):4.0f} ms  "
+              f"max {ms.max():4.0f} ms  ({len(ms)} chunks)")
 
 
 def main(argv: list[str] | None = None) -> int:
