@@ -245,3 +245,12 @@ async def test_llama_cpp_pause_holds_generation(llm, cfg):
             break
     assert during <= held_at + 1, (held_at, during)  # at most the token in flight
     assert seen == 10  # and it went on after the pause
+
+
+async def test_llama_cpp_prefill_after_close_is_a_no_op(cfg, store):
+    model = registry.create("llm", "llama_cpp", cfg=cfg, store=store)
+    model.prefill(_history(cfg, 1).context())  # not loaded yet: nothing to warm
+    model.load()
+    await model.aclose()
+    model.prefill(_history(cfg, 1).context())  # a turn recorded while the app quits
+    assert model.prefilled == 0

@@ -176,7 +176,8 @@ class LlamaCppLLM(LLM):
         at the next step when a reply is asked for. Does nothing before :meth:`load`."""
         if self._llama is None:
             return
-        self._worker.submit(self._prefill, context, self._ticket)
+        with contextlib.suppress(RuntimeError):  # the worker is closed: the app is quitting
+            self._worker.submit(self._prefill, context, self._ticket)
 
     def _prompt_tokens(self, messages: list[Message]) -> list[int]:
         """The tokens ``create_chat_completion`` would read for ``messages``, from the same
