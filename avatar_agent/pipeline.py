@@ -250,6 +250,8 @@ class Pipeline:
         result = await self._within("stt", "stt_s", job)
         if metrics is not None:
             metrics.stages["stt"] = time.perf_counter() - t0
+            if result.done_t and utt.t_end > 0:  # end of speech -> text decoded (maybe before the turn)
+                metrics.stages["transcript_ready"] = max(0.0, result.done_t - utt.t_end)
         return result
 
     async def respond(self, user_text: str, state: Any, emit: Emit, *, t0: float | None = None,

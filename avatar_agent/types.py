@@ -53,6 +53,7 @@ class Transcript:
     audio_s: float = 0.0
     words: tuple[Word, ...] = ()
     proc_s: float = 0.0
+    done_t: float = 0.0  # time.monotonic() when decoded (a prefetch may end before it is asked for)
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,9 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     # first reply frames rendered (before the speaker and the window): the rest of voice-to-face
     # is the speaker's queue and output latency
     col["frames_ready_s"] = [t.metrics.stages["lipsync_ready"] for t in recs if "lipsync_ready" in t.metrics.stages]
+    # the transcript decoded (Moonshine: fed while spoken, decoded 100 ms into the pause)
+    col["transcript_ready_s"] = [t.metrics.stages["transcript_ready"] for t in recs
+                                 if "transcript_ready" in t.metrics.stages]
     abs_off = np.abs(offsets) if offsets else np.zeros(1)
     return {
         "turns": len(conv.turns), "answered": len(recs),

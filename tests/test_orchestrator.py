@@ -58,6 +58,8 @@ async def test_a_turn_is_answered_and_measured(tmp_path, store, face, speak):
         assert "capital" in record.user.lower() and "france" in record.user.lower()
         m = record.metrics
         assert 0 < m.stt_s <= m.first_token_s <= m.first_sentence_s <= m.first_audio_s
+        # Moonshine decoded the question in the pause, by the time the turn asked for it
+        assert 0 <= m.stages["transcript_ready"] <= m.stt_s, m.stages
         assert m.first_audio_s < m.first_frame_s  # voice-to-face: the frame was on screen
         assert m.av_offsets_ms and max(abs(o) for o in m.av_offsets_ms) < 60
         line = conv.pipeline.transcript.read()[-1]

@@ -49,7 +49,7 @@ class STT(ABC):
         except Exception as exc:
             raise ProviderError(f"stt '{self.name}' failed: {type(exc).__name__}: {exc}") from exc
         return replace(result, text=result.text.strip(), audio_s=len(pcm) / self.sample_rate,
-                       proc_s=time.perf_counter() - t0)
+                       proc_s=time.perf_counter() - t0, done_t=time.monotonic())
 
     @abstractmethod
     async def _transcribe_impl(self, pcm: np.ndarray) -> Transcript:
@@ -158,7 +158,7 @@ class STTStream:
         except Exception as exc:
             raise ProviderError(f"stt '{self.stt.name}' failed: {type(exc).__name__}: {exc}") from exc
         return replace(result, text=result.text.strip(), audio_s=self.fed / self.sample_rate,
-                       proc_s=time.perf_counter() - t0)
+                       proc_s=time.perf_counter() - t0, done_t=time.monotonic())
 
 
 def _retrieve(task: asyncio.Future) -> None:
