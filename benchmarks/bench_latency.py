@@ -89,6 +89,14 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
+def _abs_stats(name: str, values: list[float]) -> dict[str, float | None]:
+    """p50 / p95 / max of ``|values|``."""
+    a = np.abs(values) if values else None
+    return {f"{name}_p50_abs": None if a is None else round(float(np.median(a)), 2),
+            f"{name}_p95_abs": None if a is None else round(float(np.percentile(a, 95)), 2),
+            f"{name}_max_abs": None if a is None else round(float(a.max()), 2)}
+
+
 async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "piper") -> dict:
     from avatar_agent.audio.capture import MicCapture
     from avatar_agent.audio.io import write_wav
@@ -193,6 +201,9 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
         **{f"{k}_p95": _pct(v, 95) for k, v in col.items()},
         **{f"{k}_max": round(max(v), 3) if v else None for k, v in col.items()},
         "voice_to_face_s": [round(v, 3) for v in col["first_frame_s"]],
+        # the reply's first frame on screen vs the audio clock at that moment (turn by turn)
+        **_abs_stats("first_frame_av_offset_ms", [t.metrics.av_offsets_ms[0] for t in recs
+                                                   if t.metrics.av_offsets_ms]),
         "frames_dropped_turns": sum(t.metrics.frames_dropped for t in recs),
         "mic_overflows": mic.overflows, "speaker_underflows": pb.underflows,
         "av_reply_s": round(reply_len, 1), "av_frames": frames, "av_dropped": dropped,
