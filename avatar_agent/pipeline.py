@@ -155,7 +155,6 @@ class Pipeline:
             await stream.result()
             await stream.aclose()
         await self.llm.complete(self.history.messages("Hello."), max_tokens=1, temperature=0.0)
-        self.llm.prefill(self.history.context())
         for text in (COULD_NOT_ANSWER, HEARD_NOTHING):
             self._canned[text] = [c async for c in self.tts.synthesize(text)]
         for chunk in self._canned[COULD_NOT_ANSWER][:1]:

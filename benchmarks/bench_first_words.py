@@ -75,10 +75,7 @@ async def run(n: int) -> None:
             history.messages(text), max_tokens=cfg.llm.max_tokens, temperature=cfg.llm.temperature)]
         for name, kw in variants.items():
             chunk, t_text = first_chunk(tokens, **kw)
-            t1 = time.perf_counter()
-            async for _ in tts.synthesize(chunk):
-                break
-            t_tts = time.perf_counter() - t1
+            t_tts = await _first_audio(tts, chunk)
             r = res[name]
             r["text"].append(t_text)
             r["tts"].append(t_tts)

@@ -39,10 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from make_questions import RATE, TABLE  # noqa: E402
+from make_questions import RATE, TABLE, espeak  # noqa: E402
 
 from avatar_agent.audio.turn_end import SmartTurn, features  # noqa: E402
 from avatar_agent.audio.vad import SpeechPause, SpeechResume, VadSegmenter  # noqa: E402
@@ -102,17 +99,7 @@ class Run:
 
 
 def _say(text: str, voice: str, wpm: int, ssml: bool = False) -> np.ndarray:
-    import soundfile as sf
-    import soxr
-
-    if shutil.which("espeak-ng") is None:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "q.wav"
-        cmd = ["espeak-ng", *(["-m"] if ssml else []), "-v", voice, "-s", str(wpm), "-w", str(wav), text]
-        subprocess.run(cmd, check=True, capture_output=True)
-        pcm, rate = sf.read(str(wav), dtype="float32")
-    return _trim(soxr.resample(pcm.reshape(len(pcm), -1).mean(axis=1), rate, RATE).astype(np.float32))
+    return _trim(espeak(text, voice, wpm, ssml=ssml))
 
 
 def _trim(pcm: np.ndarray) -> np.ndarray:

@@ -61,7 +61,7 @@ class Question:
 
 
 @functools.lru_cache(maxsize=128)
-def _espeak(text: str, voice: str, wpm: int) -> np.ndarray:
+def _espeak(text: str, voice: str, wpm: int, ssml: bool = False) -> np.ndarray:
     import soundfile as sf
     import soxr
 
@@ -69,17 +69,18 @@ def _espeak(text: str, voice: str, wpm: int) -> np.ndarray:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "q.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(wav), text],
-                       check=True, capture_output=True)
+        subprocess.run(["espeak-ng", *(["-m"] if ssml else []), "-v", voice, "-s", str(wpm),
+                        "-w", str(wav), text], check=True, capture_output=True)
         pcm, rate = sf.read(str(wav), dtype="float32")
     if pcm.ndim > 1:
         pcm = pcm.mean(axis=1)
     return soxr.resample(pcm, rate, RATE).astype(np.float32)
 
 
-def espeak(text: str, voice: str = "en-us", wpm: int = 150) -> np.ndarray:
-    """``text`` spoken by espeak-ng as (N,) float32 mono at 16 kHz (a copy)."""
-    return _espeak(text, voice, wpm).copy()
+def espeak(text: str, voice: str = "en-us", wpm: int = 150, ssml: bool = False) -> np.ndarray:
+    """``text`` spoken by espeak-ng as (N,) float32 mono at 16 kHz (a copy); ``ssml``:
+    ``text`` is SSML (``<break time="400ms"/>`` ...)."""
+    return _espeak(text, voice, wpm, ssml).copy()
 
 
 def degrade(pcm: np.ndarray, condition: str, seed: int = 0) -> np.ndarray:
