@@ -1,5 +1,5 @@
 # avatar_agent — two commands on a fresh machine:
-#   make demo   install (.venv, extra 'local'), pull the default models, answer
+#   make demo   install (.venv, extras 'local,examples,serve'), pull the default models, answer
 #               examples/assets/question.wav with the avatar -> out/reply.mp4 (window if $DISPLAY)
 #   make test   install (.venv, extras 'local,dev,whisper,convert,serve'), Debian test packages, models, run pytest
 PYTHON ?= python3
@@ -17,7 +17,7 @@ $(BIN)/python:
 	$(PIP) install -U pip
 
 $(VENV)/.local-installed: pyproject.toml | $(BIN)/python
-	PYTHONWARNINGS='ignore:Editable installation' $(PIP) install -e '.[local,examples]'
+	PYTHONWARNINGS='ignore:Editable installation' $(PIP) install -e '.[local,examples,serve]'
 	touch $@
 
 # the tests also exercise openai-whisper and the Wav2Lip converter: extras whisper and

@@ -1,5 +1,5 @@
 """``python -m avatar_agent`` entry point."""
 
-from .cli import main
+from .entry import run
 
-raise SystemExit(main())
+run()

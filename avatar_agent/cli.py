@@ -2,7 +2,7 @@
 
 Every command loads the typed config (``--config``, ``--set key=value``). A user
 mistake (:class:`AvatarError`) prints one ``error:`` line and exits with its code;
-Ctrl-C exits 130 without a traceback.
+Ctrl-C exits 130 without a traceback (0 for ``talk`` and ``serve``, which it ends).
 
 Conversational turns — ``talk`` and ``serve`` (``live.py``), ``reply`` and ``say``
 (``reply.py``) — all run :func:`avatar_agent.turn.run_turn`, the one turn path.
@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from .config import Config, load_config
+from .entry import quit_code
 from .errors import AvatarError, InputError, ProviderError
 
 log = logging.getLogger("avatar_agent")
@@ -186,10 +187,10 @@ def _quantize_wav2lip(cfg: Config, xml: Path, audio: Path) -> Path:
     """INT8 copy of the IR ``xml``, calibrated on the configured avatar and ``audio``."""
     from .audio.io import load_audio
     from .face.analyzer import FaceAnalyzer
+    from .face.avatar import load_avatar_image
     from .lipsync.convert import calibration_inputs, quantize_int8
     from .lipsync.wav2lip import padded_box
     from .models import ModelStore
-    from .reply import load_avatar_image
 
     image = load_avatar_image(cfg)
     image = image[0] if image.ndim == 4 else image
@@ -294,8 +295,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from .web.server import run_serve
     except ImportError as exc:
-        raise MissingExtraError(f"serve needs aiortc and aiohttp ({exc.name} is missing)",
-                                hint="pip install 'avatar-agent[serve]'") from None
+        missing = (exc.name or "aiortc").split(".")[0]
+        if missing == "avatar_agent":
+            raise
+        raise MissingExtraError("serve (the browser front end)", "serve", missing) from None
     return _exit_now_if_busy(run_serve(cfg))
 
 
@@ -337,7 +340,8 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
+    """Run the CLI; returns the process exit code (the quit signals are set up by
+    :func:`avatar_agent.entry.run`, the process's entry point)."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     try:
@@ -345,9 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     except AvatarError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # quitting is how talk and serve end: 0; the rest 130
+        code = quit_code([args.command])
+        if code:
+            print("interrupted", file=sys.stderr)
+        return _exit_now_if_busy(code)
     except FileNotFoundError as exc:  # a path the user gave that vanished mid-run
         print(f"error: {InputError(f'file not found: {exc.filename}')}", file=sys.stderr)
         return InputError.exit_code

@@ -36,7 +36,7 @@ from .audio.vad import SpeechPause, SpeechResume, SpeechStart, VadSegmenter
 from .config import Config
 from .errors import DeviceError
 from .pipeline import Pipeline
-from .render.window import ChunkShow, Presenter
+from .render.window import ChunkShow, Presenter, check_display
 from .stt.base import STTStream
 from .stt.feeder import SpeechFeeder
 from .transport import MicSource, Screen, SpeakerClock
@@ -543,24 +543,13 @@ def run_talk(cfg: Config, window: bool = True) -> int:
         return 0
 
 
-def _check_display() -> None:
-    """Fail before loading anything when no screen can show the window (Linux/X11)."""
-    import os
-
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM") == "offscreen":
-        return
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise DeviceError("no display for the avatar window (DISPLAY is not set)",
-                          hint="run talk --no-window for audio only, or start it on a desktop")
-
-
 async def _talk(cfg: Config, window: bool) -> int:
+    from .face.avatar import load_avatar_image
     from .models import ModelStore
-    from .reply import load_avatar_image
 
     loop = asyncio.get_running_loop()
     if window:
-        _check_display()
+        check_display()
     mic = MicCapture(device=cfg.audio.input_device, sample_rate=cfg.audio.sample_rate,
                      block_ms=cfg.audio.block_ms, latency=cfg.audio.latency)
     playback = Playback(device=cfg.audio.output_device, block_ms=cfg.audio.output_block_ms,
@@ -583,7 +572,7 @@ async def _talk(cfg: Config, window: bool) -> int:
         playback.start()
         conv_box: list[Conversation] = []
         presenter = Presenter(
-            clock=playback, idle_fn=lambda t: pipeline.engine.idle(avatar_state, t),
+            clock=playback, idle_fn=lambda t: pipeline.engine.idle_frame(avatar_state, t),
             fps=pipeline.engine.fps, title=cfg.window.title, show_status=cfg.window.show_status,
             scale=cfg.window.scale, window=window,
             on_quit=lambda: loop.call_soon_threadsafe(lambda: conv_box and conv_box[0].quit()))

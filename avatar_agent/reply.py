@@ -18,46 +18,14 @@ from . import registry
 from .audio.io import PIPELINE_RATE, load_audio
 from .config import Config
 from .errors import InputError
+from .face.avatar import builtin_portrait, load_avatar_image  # noqa: F401 - re-exported
 from .models import ModelStore
 from .pipeline import Pipeline
-from .render.mp4 import Mp4Writer
+from .render.mp4 import Mp4Writer, check_output
 from .turn import TurnOutput, TurnResult, run_turn
 from .types import FrameChunk, SpeechChunk, Utterance
 
 CLOSING_S = 0.4  # a file answer ends on a moment of silence: the mouth settles closed
-
-
-def load_avatar_image(cfg: Config) -> np.ndarray:
-    """The avatar: a photo (H, W, 3) or a looped video (T, H, W, 3), uint8 BGR; with
-    neither ``avatar.image`` nor ``avatar.video`` set, the :func:`builtin_portrait`.
-
-    One-line InputError when the file is missing or unreadable.
-    """
-    from .face.avatar import load_avatar
-
-    if cfg.avatar.image is None and cfg.avatar.video is None:
-        return builtin_portrait()
-    return load_avatar(cfg.avatar)
-
-
-def builtin_portrait() -> np.ndarray:
-    """The default avatar: NASA's astronaut portrait (public domain) from scikit-image's
-    bundled sample data, (512, 512, 3) uint8 BGR; the picture ``examples/make_assets.py``
-    saves as ``examples/assets/face.png``. Made in memory, nothing is written.
-
-    One-line InputError naming the fixes when scikit-image is not installed.
-    """
-    try:
-        from skimage import data
-    except ImportError:
-        raise InputError(
-            "no avatar image given, and the built-in portrait needs scikit-image",
-            hint="pass --image PATH to a portrait photo, or install the portrait's package: "
-                 "pip install 'avatar-agent[examples]'",
-        ) from None
-    import cv2
-
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
 
 
 def _quality(cfg: Config) -> dict:
@@ -67,8 +35,7 @@ def _quality(cfg: Config) -> dict:
 
 
 def _check_output(path: Path) -> None:
-    if path.suffix.lower() != ".mp4":
-        raise InputError(f"output {path} must end in .mp4", hint="e.g. --output out/reply.mp4")
+    check_output(path, "--output")
 
 
 class _FileOutput(TurnOutput):
@@ -99,8 +66,7 @@ async def show_in_window(cfg: Config, pipe: Pipeline, state, chunks: list[FrameC
     clock as in ``talk``. Without a display or a speaker: one warning line, nothing shown."""
     from .audio.playback import Playback
     from .errors import DeviceError
-    from .live import _check_display
-    from .render.window import Presenter
+    from .render.window import Presenter, check_display
 
     if not chunks:
         return
@@ -111,7 +77,7 @@ async def show_in_window(cfg: Config, pipe: Pipeline, state, chunks: list[FrameC
                           fps=pipe.engine.fps, title=cfg.window.title, show_status=False,
                           scale=cfg.window.scale, on_quit=quit_now.set)
     try:
-        _check_display()
+        check_display()
         playback.start()
         presenter.start()
     except DeviceError as exc:

@@ -101,11 +101,11 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     from avatar_agent.audio.capture import MicCapture
     from avatar_agent.audio.io import write_wav
     from avatar_agent.audio.playback import Playback
+    from avatar_agent.face.avatar import load_avatar_image
     from avatar_agent.live import Conversation
     from avatar_agent.models import ModelStore
     from avatar_agent.pipeline import Pipeline
     from avatar_agent.render.window import Presenter
-    from avatar_agent.reply import load_avatar_image
 
     pipeline = Pipeline.from_config(cfg, ModelStore(progress=False))
     load_s = await asyncio.to_thread(pipeline.load)

@@ -95,3 +95,28 @@ def test_say_with_no_words_is_one_line_and_writes_nothing(tmp_path, text):
     proc = run_cli("say", text, "-o", str(out))
     assert_one_line_error(proc, 3, "nothing to say", "has no words")
     assert list(tmp_path.iterdir()) == []
+
+
+# issue 18: `say "Hello there" --output /proc/x.mp4` said "error: file not found: None"
+@pytest.mark.parametrize(("output", "why"), [
+    ("/proc/x.mp4", "/proc does not take new files"),   # ENOENT from the kernel's /proc
+    ("/proc/self/x.mp4", "does not take new files"),
+    ("/sys/x.mp4", "/sys is not writable"),               # EACCES, even for root
+])
+def test_an_unwritable_output_names_the_path_and_why(output, why):
+    proc = run_cli("say", "Hello there", "--output", output)
+    assert_one_line_error(proc, 3, f"cannot write {output}", why, "writable folder")
+
+
+def test_a_full_disk_is_named_before_anything_loads(tmp_path, monkeypatch):
+    # simulated: the free space shutil reports for the output's folder (a real full disk
+    # cannot be made here without a mount)
+    import shutil
+
+    from avatar_agent.render import mp4
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=3 << 20))
+    with pytest.raises(InputError) as err:
+        mp4.check_output(tmp_path / "x.mp4", "--output")
+    assert str(err.value).startswith(f"cannot write {tmp_path / 'x.mp4'}: the disk holding {tmp_path} is full (3 MB free)")

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..config import AvatarConfig
+from ..config import AvatarConfig, Config
 from ..errors import InputError
 
 MAX_VIDEO_FRAMES = 250  # 10 s at 25 fps: a loop, not a film
@@ -88,3 +88,34 @@ def load_avatar(cfg: AvatarConfig) -> np.ndarray:
     if cfg.video is not None:
         return load_video(cfg.video)
     return load_image(cfg.image)
+
+
+def load_avatar_image(cfg: Config) -> np.ndarray:
+    """The avatar: a photo (H, W, 3) or a looped video (T, H, W, 3), uint8 BGR; with
+    neither ``avatar.image`` nor ``avatar.video`` set, the :func:`builtin_portrait`.
+
+    One-line InputError when the file is missing or unreadable.
+    """
+    if cfg.avatar.image is None and cfg.avatar.video is None:
+        return builtin_portrait()
+    return load_avatar(cfg.avatar)
+
+
+def builtin_portrait() -> np.ndarray:
+    """The default avatar: NASA's astronaut portrait (public domain) from scikit-image's
+    bundled sample data, (512, 512, 3) uint8 BGR; the picture ``examples/make_assets.py``
+    saves as ``examples/assets/face.png``. Made in memory, nothing is written.
+
+    One-line InputError naming the fixes when scikit-image is not installed.
+    """
+    try:
+        from skimage import data
+    except ImportError:
+        raise InputError(
+            "no avatar image given, and the built-in portrait needs scikit-image",
+            hint="pass --image PATH to a portrait photo, or install the portrait's package: "
+                 "pip install 'avatar-agent[examples]'",
+        ) from None
+    import cv2
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)

@@ -10,6 +10,7 @@ writer left by an exception (or Ctrl-C) deletes its partial file instead.
 
 from __future__ import annotations
 
+import errno
 import sys
 import time
 from collections.abc import Callable
@@ -37,20 +38,48 @@ PIX_FMT = "yuvj420p"
 
 def check_output(path: str | Path, flag: str = "-o") -> Path:
     """One-line :class:`InputError` for an mp4 output path that cannot work, before any
-    model loads: not ``.mp4``, a folder, or under a file. ``flag`` names the option in the
-    hint. Returns the path. (Whether the folder is writable shows when writing starts.)"""
+    model loads: not ``.mp4``, a folder, under a file, in a folder that cannot take a
+    new file (``/proc``, read-only, no permission) or on a full disk. ``flag`` names the
+    option in the hint. Returns the path."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"output {path} is a folder", hint=f"give a file name, e.g. {flag} out/reply.mp4")
     if path.suffix.lower() != ".mp4":
         raise InputError(f"output {path} must end in .mp4", hint=f"e.g. {flag} out/reply.mp4")
+    hint = f"choose a writable folder for {flag}, e.g. {flag} out/reply.mp4"
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise InputError(f"cannot write {path}: {parent} is a file, not a folder",
-                                 hint=f"check that the output folder is writable, or choose another {flag}")
+                raise InputError(f"cannot write {path}: {parent} is a file, not a folder", hint=hint)
+            _probe_folder(path, parent, hint)
             break
     return path
+
+
+_MIN_FREE = 16 << 20  # bytes free below which a reply's mp4 (a few MB) cannot be written
+
+
+def _probe_folder(path: Path, folder: Path, hint: str) -> None:
+    """Create (and remove) a file in ``folder``, the nearest existing folder of ``path``:
+    the one sure test that the writer will be able to create its file there."""
+    import shutil
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".avatar-probe-"):
+            pass
+    except OSError as exc:
+        why = {errno.ENOENT: "does not take new files", errno.EACCES: "is not writable (permission denied)",
+               errno.EROFS: "is on a read-only file system", errno.ENOSPC: "is on a full disk"}.get(
+                   exc.errno or 0, f"is not writable ({exc.strerror or type(exc).__name__})")
+        raise InputError(f"cannot write {path}: {folder} {why}", hint=hint) from None
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if free < _MIN_FREE:
+        raise InputError(f"cannot write {path}: the disk holding {folder} is full "
+                         f"({free >> 20} MB free)", hint=f"free some space or {hint}")
 
 
 class ProgressLine:

@@ -16,6 +16,8 @@ thread-safe, e.g. ``loop.call_soon_threadsafe``). Only this thread calls cv2 GUI
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..audio.playback import Playback, Scheduled
+from ..errors import DeviceError
 from ..types import FrameChunk
 
 log = logging.getLogger(__name__)
@@ -272,3 +275,12 @@ class Presenter:
     def _request_quit(self) -> None:
         if self.on_quit is not None:
             self.on_quit()
+
+
+def check_display() -> None:
+    """Fail before loading anything when no screen can show the window (Linux/X11)."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM") == "offscreen":
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise DeviceError("no display for the avatar window (DISPLAY is not set)",
+                          hint="run talk --no-window for audio only, or start it on a desktop")

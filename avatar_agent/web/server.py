@@ -644,8 +644,8 @@ async def _serve(cfg: Config) -> int:
     import signal
 
     from ..errors import DeviceError
+    from ..face.avatar import load_avatar_image
     from ..models import ModelStore
-    from ..reply import load_avatar_image
 
     _check_bind(cfg.server.host, cfg.server.port)  # before a minute of model loading
     image = load_avatar_image(cfg)
