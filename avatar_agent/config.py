@@ -72,6 +72,12 @@ class FaceConfig(_Section):
     min_face_px: int = Field(64, ge=16, description="Faces smaller than this are rejected.")
     min_score: float = Field(0.5, ge=0.0, le=1.0, description="Detection score threshold.")
     cache: bool = Field(True, description="Cache landmarks per image hash on disk.")
+    # The mesh's landmarks shape the warp: under OpenVINO's default BF16 they moved with
+    # the CPU's matrix unit (Intel AMX vs AMD EPYC's AVX-512 BF16 kernels), and so did how
+    # far the lips open (issue 18). f32 costs ~0.5 ms more per mesh call, once per avatar.
+    precision: Literal["f32", "bf16"] = Field(
+        "f32", description="OpenVINO inference precision of the face detector and mesh "
+                           "(f32: the same landmarks on every CPU; bf16: the CPU's fast default).")
 
 
 # ---------------------------------------------------------------- STT

@@ -50,9 +50,14 @@ def test_spread_and_rounded_lips_change_the_width(portrait):
     image, measure, warp = portrait
     rest = _width(measure, image)
     wide, round_, open_ = (_width(measure, _draw(warp, image, s)) for s in ("i", "u", "a"))
-    # mouth-corner distance / inter-ocular, as the mesh sees it (measured: "ee" +0.02/+0.09
-    # over rest, +0.03/+0.05 over "ah"; "oo" -0.08/-0.04 under rest, -0.05/-0.10 under "ah")
-    assert wide > rest + 0.01 and wide > open_ + 0.02, (wide, open_, rest)
+    # mouth-corner distance / inter-ocular, as the mesh sees it. Measured astronaut/hopper,
+    # face mesh in f32 (face.precision, the default since issue 18), AMD EPYC: "ee" +0.037/
+    # +0.059 over rest, +0.050/+0.006 over "ah", +0.116/+0.101 over "oo"; "oo" -0.079/-0.042
+    # under rest, -0.065/-0.095 under "ah" (BF16 mesh: within 0.02 of these). On hopper's
+    # smiling mouth the mesh puts the corners of an open "ah" as far out as spread lips
+    # (the picture shows "ee" wider), so "ee" vs "ah" is held only to the mesh's noise
+    # (±0.01 × inter-ocular, REFERENCE.md) and the spread is measured against "oo".
+    assert wide > rest + 0.02 and wide > open_ - 0.01 and wide > round_ + 0.06, (wide, open_, round_, rest)
     assert round_ < rest - 0.025 and round_ < open_ - 0.03, (round_, open_, rest)
 
 

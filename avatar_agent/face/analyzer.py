@@ -89,8 +89,10 @@ class FaceAnalyzer:
     def _models(self) -> tuple[FaceDetector, FaceMesh]:
         if self._detector is None or self._mesh is None:
             folder = self.store.path("mediapipe-face").parent  # checks every file's hash
-            self._detector = FaceDetector(folder, self.cfg.face.detector, min_score=self.cfg.face.min_score)
-            self._mesh = FaceMesh(folder)
+            precision = self.cfg.face.precision
+            self._detector = FaceDetector(folder, self.cfg.face.detector, min_score=self.cfg.face.min_score,
+                                          precision=precision)
+            self._mesh = FaceMesh(folder, precision=precision)
         return self._detector, self._mesh
 
     def landmarks(self, image_bgr: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
@@ -163,7 +165,7 @@ class FaceAnalyzer:
             return None
         key = hashlib.sha1(np.ascontiguousarray(image_bgr).tobytes())
         key.update(repr((image_bgr.shape, self.cfg.face.detector, self.cfg.face.min_score,
-                         self.cfg.face.min_face_px, self.cfg.avatar.box, 1)).encode())
+                         self.cfg.face.min_face_px, self.cfg.avatar.box, self.cfg.face.precision, 1)).encode())
         return self.store.root / ".cache" / "face" / f"{key.hexdigest()}.npz"
 
 

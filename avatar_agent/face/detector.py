@@ -76,14 +76,15 @@ def anchors(size: int, strides: tuple[int, ...], per_cell: int) -> np.ndarray:
 class FaceDetector:
     """BlazeFace on OpenVINO. ``detect(image_bgr)`` -> list of :class:`Detection`, best first."""
 
-    def __init__(self, model_dir: Path, kind: str = "full", *, min_score: float = 0.5) -> None:
+    def __init__(self, model_dir: Path, kind: str = "full", *, min_score: float = 0.5,
+                 precision: str = "f32") -> None:
         file, self.size, strides, per_cell = _SPECS[kind]
         self.kind = kind
         self.min_score = min_score
         self._anchors = anchors(self.size, strides, per_cell)
         core = _core()
         self._model = core.compile_model(core.read_model(str(Path(model_dir) / file)), "CPU",
-                                         {"INFERENCE_NUM_THREADS": 1})
+                                         {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": precision})
         self._request = self._model.create_infer_request()
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:

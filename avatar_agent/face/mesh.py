@@ -68,11 +68,11 @@ def roi_from_landmarks(points: np.ndarray) -> Roi:
 class FaceMesh:
     """468-point face mesh. ``landmarks(image_bgr, roi)`` -> ((468, 3) px, score 0..1)."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, *, precision: str = "f32") -> None:
         core = _core()
         self._model = core.compile_model(
             core.read_model(str(Path(model_dir) / "face_landmark.tflite")), "CPU",
-            {"INFERENCE_NUM_THREADS": 1})
+            {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": precision})
         self._request = self._model.create_infer_request()
 
     def landmarks(self, image_bgr: np.ndarray, roi: Roi) -> tuple[np.ndarray, float]:
