@@ -72,7 +72,15 @@ def resolve(role: str, name: str) -> type:
                 f"{role} provider '{name}'", _MODULE_EXTRAS.get(missing, extra or "local"), missing
             ) from None
         raise
-    return getattr(module, class_name)
+    cls = getattr(module, class_name)
+    for needed in getattr(cls, "requires", ()):  # the libraries it imports only when loading
+        try:
+            importlib.import_module(needed)
+        except ImportError as exc:
+            missing = (exc.name or needed).split(".")[0]
+            raise MissingExtraError(f"{role} provider '{name}'",
+                                    _MODULE_EXTRAS.get(missing, extra or "local"), missing) from None
+    return cls
 
 
 def create(role: str, name: str, *args: Any, **kwargs: Any) -> Any:

@@ -118,6 +118,7 @@ class LlamaCppLLM(LLM):
     """Chat completion with llama.cpp on CPU, streamed token by token."""
 
     name = "llama_cpp"
+    requires = ("llama_cpp",)  # imported lazily; the registry checks it when the provider is made
 
     def __init__(self, *, cfg: Config, store: ModelStore) -> None:
         self._cfg = cfg.llm.llama_cpp

@@ -49,6 +49,7 @@ class FasterWhisperSTT(STT):
     """Whisper via faster-whisper/CTranslate2 on CPU (int8 by default), 16 kHz input."""
 
     name = "faster_whisper"
+    requires = ("faster_whisper",)  # imported lazily; the registry checks it when the provider is made
 
     def __init__(self, *, cfg: Config, store: ModelStore) -> None:
         self._cfg = cfg.stt.faster_whisper

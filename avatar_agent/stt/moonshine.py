@@ -113,6 +113,7 @@ class MoonshineSTT(STT):
     """Moonshine tiny/base English on CPU; 16 kHz input; streaming capable."""
 
     name = "moonshine"
+    requires = ("moonshine_voice",)  # imported lazily; the registry checks it when the provider is made
     streaming = True
 
     def __init__(self, *, cfg: Config, store: ModelStore | None = None) -> None:

@@ -72,6 +72,7 @@ class PiperTTS(TTS):
     """Piper voice; one :class:`SpeechChunk` per sentence at the voice's sample rate."""
 
     name = "piper"
+    requires = ("piper",)  # imported lazily; the registry checks it when the provider is made
 
     def __init__(self, *, cfg: Config, store: ModelStore) -> None:
         self._cfg = cfg.tts.piper
