@@ -11,7 +11,13 @@ with webrtcvad and emits events:
 * :class:`Utterance` when ``hangover_ms`` of silence follow the speech (or the utterance
   reaches ``max_utterance_s``). The utterance keeps ``preroll_ms`` of audio before the
   onset, so soft first consonants are not clipped. Speech shorter than
-  ``min_utterance_ms`` (a cough, a click) is dropped and reported as :class:`SpeechDrop`.
+  ``min_utterance_ms`` (a cough, a click) is dropped and reported as :class:`SpeechDrop`;
+* :class:`SpeechRejoin` instead of :class:`SpeechStart` (only with ``merge_s``) when speech
+  starts again within ``merge_s`` of the last utterance's commit: the speaker paused
+  longer than the hangover but goes on ("Hello! … My name is Anna"). The utterance in
+  progress is then the last one, the pause and the new speech, one utterance: its
+  :class:`SpeechPause` and :class:`Utterance` hold all of it, and a streaming STT fed
+  from :meth:`VadSegmenter.speech_audio` just goes on with the same stream.
 """
 
 from __future__ import annotations
@@ -63,7 +69,17 @@ class SpeechResume:
     t: float
 
 
-VadEvent = SpeechStart | SpeechDrop | SpeechPause | SpeechResume | Utterance
+@dataclass(frozen=True)
+class SpeechRejoin:
+    """Speech started again within ``merge_s`` of the last :class:`Utterance`'s commit;
+    ``t``: monotonic time of the onset. The utterance in progress continues that one
+    (same ``t_start``, its audio, the pause, the new speech): the turn that answers the
+    old one is to be dropped, and the joined utterance answered instead."""
+
+    t: float
+
+
+VadEvent = SpeechStart | SpeechDrop | SpeechPause | SpeechResume | SpeechRejoin | Utterance
 
 
 class VadSegmenter:
@@ -77,7 +93,7 @@ class VadSegmenter:
     def __init__(self, *, sample_rate: int = 16000, frame_ms: int = 20, aggressiveness: int = 2,
                  preroll_ms: int = 300, hangover_ms: int = 600, min_utterance_ms: int = 300,
                  max_utterance_s: float = 20.0, onset_ms: int = 60,
-                 energy_margin_db: float = 9.0, early_ms: int = 0) -> None:
+                 energy_margin_db: float = 9.0, early_ms: int = 0, merge_s: float = 0.0) -> None:
         import webrtcvad
 
         if sample_rate not in VAD_RATES:
@@ -97,6 +113,7 @@ class VadSegmenter:
         self._max_frames = max(1, round(max_utterance_s * 1000 / frame_ms))
         self._preroll: collections.deque[np.ndarray] = collections.deque(
             maxlen=max(1, round(preroll_ms / frame_ms)))
+        self._merge_s = max(0.0, merge_s)
         self._pending = np.zeros(0, np.float32)
         self._pending_t = 0.0
         self.reset()
@@ -108,7 +125,7 @@ class VadSegmenter:
                    preroll_ms=vad.preroll_ms, hangover_ms=vad.hangover_ms,
                    min_utterance_ms=vad.min_utterance_ms, max_utterance_s=vad.max_utterance_s,
                    onset_ms=vad.onset_ms, energy_margin_db=vad.energy_margin_db,
-                   early_ms=vad.early_ms)
+                   early_ms=vad.early_ms, merge_s=vad.merge_s)
 
     @property
     def in_speech(self) -> bool:
@@ -154,6 +171,22 @@ class VadSegmenter:
         self._t_start = 0.0
         self._preroll.clear()
         self._pending = np.zeros(0, np.float32)
+        self._sealed = True
+        self._tail: list[np.ndarray] | None = None  # the last utterance + the pause since
+        self.seal()
+
+    def seal(self, t_start: float | None = None) -> None:
+        """The speech that started at ``t_start`` (any, when None) was answered: no later
+        speech rejoins it, whether it is still in progress or the last utterance. Call
+        when a turn ran to its end."""
+        current = self._t_start if self._triggered else self._tail_t_start if self._tail else None
+        if t_start is not None and current != t_start:
+            return  # a newer utterance is not sealed by an older turn
+        self._tail = None
+        self._tail_voiced = 0
+        self._tail_t_start = 0.0
+        self._tail_until = 0.0  # monotonic: an onset up to here rejoins
+        self._sealed = True
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """Speech decision for one frame of ``frame_len`` float32 samples.
@@ -195,15 +228,28 @@ class VadSegmenter:
         if not self._triggered:
             self._preroll.append(frame)
             self._voiced_run = self._voiced_run + 1 if voiced else 0
+            run_start = t - max(0, self._voiced_run - 1) * self._frame_s  # of the voiced run so far
+            if self._tail is not None:
+                if run_start > self._tail_until or len(self._tail) >= self._max_frames:
+                    self.seal()  # too late (or too long) to go on with it
+                else:
+                    self._tail.append(frame)
             if self._voiced_run < self._onset_frames:
                 return []
-            # onset: the utterance starts with the pre-roll (which holds the voiced run)
             self._triggered = True
-            self._speech = list(self._preroll)
-            self._speech_voiced = self._voiced_run
+            self._sealed = False
             self._silent_run = 0
-            self._t_start = t - (self._onset_frames - 1) * self._frame_s
+            if self._tail is not None:  # the last utterance goes on: pause and all
+                self._preroll.clear()
+                self._speech, self._t_start = self._tail, self._tail_t_start
+                self._speech_voiced = self._tail_voiced + self._voiced_run
+                self._tail = None
+                return [SpeechRejoin(run_start)]
+            # onset: the utterance starts with the pre-roll (which holds the voiced run)
+            self._speech = list(self._preroll)
             self._preroll.clear()
+            self._speech_voiced = self._voiced_run
+            self._t_start = run_start
             return [SpeechStart(self._t_start)]
         self._speech.append(frame)
         events: list[VadEvent] = []
@@ -237,6 +283,10 @@ class VadSegmenter:
     def _finish(self, t_end: float) -> VadEvent:
         enough = self._speech_voiced >= self._min_frames
         utt = self._utterance(t_end) if enough else None
+        if utt is not None and self._merge_s > 0 and not self._sealed:
+            # kept for ``merge_s``: speech starting by then continues this utterance
+            self._tail, self._tail_voiced = self._speech, self._speech_voiced
+            self._tail_t_start, self._tail_until = self._t_start, t_end + self._merge_s
         self._triggered = False
         self._pause_sent = False
         self._voiced_run = 0
