@@ -34,6 +34,7 @@ from .io import rms_db, to_int16
 VAD_RATES = (8000, 16000, 32000, 48000)  # what webrtcvad accepts
 _FLOOR_MIN_DB = -75.0  # digital silence must not make every faint sound "speech"
 _FLOOR_RISE = 0.004    # per frame: ~5 s to follow a louder room, pauses pull it down at once
+_KEEP_TAIL = 10        # frames of trailing silence an utterance keeps (Whisper likes a soft ending)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ class VadSegmenter:
         if t_start is not None and current != t_start:
             return  # a newer utterance is not sealed by an older turn
         self._tail = None
+        self._tail_gap = 0  # frames of silence after ``_tail``: the pause so far
         self._tail_voiced = 0
         self._tail_t_start = 0.0
         self._tail_until = 0.0  # monotonic: an onset up to here rejoins
@@ -230,18 +232,22 @@ class VadSegmenter:
             self._voiced_run = self._voiced_run + 1 if voiced else 0
             run_start = t - max(0, self._voiced_run - 1) * self._frame_s  # of the voiced run so far
             if self._tail is not None:
-                if run_start > self._tail_until or len(self._tail) >= self._max_frames:
+                if run_start > self._tail_until or len(self._tail) + self._tail_gap >= self._max_frames:
                     self.seal()  # too late (or too long) to go on with it
                 else:
-                    self._tail.append(frame)
+                    self._tail_gap += 1
             if self._voiced_run < self._onset_frames:
                 return []
             self._triggered = True
             self._sealed = False
             self._silent_run = 0
             if self._tail is not None:  # the last utterance goes on: pause and all
+                # the pause as digital silence, but the pre-roll (soft first consonants):
+                # while the avatar speaks the mic holds its echo, which the STT must not hear
+                pre = list(self._preroll)
                 self._preroll.clear()
-                self._speech, self._t_start = self._tail, self._tail_t_start
+                silence = [np.zeros(self.frame_len, np.float32)] * (self._tail_gap - len(pre))
+                self._speech, self._t_start = [*self._tail, *silence, *pre], self._tail_t_start
                 self._speech_voiced = self._tail_voiced + self._voiced_run
                 self._tail = None
                 return [SpeechRejoin(run_start)]
@@ -275,7 +281,7 @@ class VadSegmenter:
 
     def _utterance(self, t_end: float) -> Utterance:
         # keep a little of the trailing silence (Whisper likes a soft ending), not all of it
-        keep_tail = min(self._silent_run, 10)
+        keep_tail = min(self._silent_run, _KEEP_TAIL)
         frames = self._speech[: len(self._speech) - self._silent_run + keep_tail]
         return Utterance(pcm=np.concatenate(frames).astype(np.float32), sample_rate=self.sample_rate,
                          t_start=self._t_start, t_end=t_end - self._silent_run * self._frame_s)
@@ -284,9 +290,12 @@ class VadSegmenter:
         enough = self._speech_voiced >= self._min_frames
         utt = self._utterance(t_end) if enough else None
         if utt is not None and self._merge_s > 0 and not self._sealed:
-            # kept for ``merge_s``: speech starting by then continues this utterance
-            self._tail, self._tail_voiced = self._speech, self._speech_voiced
-            self._tail_t_start, self._tail_until = self._t_start, t_end + self._merge_s
+            # kept for ``merge_s``: speech starting by then continues this utterance; its
+            # trailing silence, as in ``utt``, then a count of the frames of the pause
+            keep = len(self._speech) - self._silent_run + min(self._silent_run, _KEEP_TAIL)
+            self._tail, self._tail_gap = self._speech[:keep], len(self._speech) - keep
+            self._tail_voiced, self._tail_t_start = self._speech_voiced, self._t_start
+            self._tail_until = t_end + self._merge_s
         self._triggered = False
         self._pause_sent = False
         self._voiced_run = 0
