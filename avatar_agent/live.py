@@ -131,6 +131,7 @@ class Conversation:
         self.state = TurnState.LISTENING
         self.turns: collections.deque[TurnRecord] = collections.deque(maxlen=_KEEP_TURNS)
         self.barge_ins = 0
+        self.merges = 0  # turns cut because the user went on (their speech answered as one)
         self._turn: asyncio.Task | None = None
         self._current: _LiveOutput | None = None
         self._quit = asyncio.Event()
@@ -248,7 +249,8 @@ class Conversation:
         elif action in (Action.MERGE, Action.WAIT):
             self._joining = True
             self._early = False  # the early turn answered the cut part only
-            if action == Action.MERGE:
+            if action == Action.MERGE and self._turn is not None and not self._turn.done():
+                self.merges += 1
                 log.info("merge: the user went on after the commit; the cut turn is dropped")
                 await self._cancel_turn(record_heard=True, merged=True)
         elif action == Action.START_EARLY:  # answer early; dropped if the user goes on

@@ -70,12 +70,15 @@ async def test_hello_pause_and_the_rest_are_one_turn(tmp_path, store, face, spea
         user, reply = history[0]
         assert {"hello", "anna", "lisbon"} <= _words(user), user
         assert reply and not reply.endswith("…"), reply
-        # the transcript keeps everything: the cut turn, marked, and the joined one
+        # the turn answering "Hello!" had started, and was cut
+        assert conv.merges == 1 and conv.barge_ins == 0
+        # the transcript keeps everything: the joined turn, and the cut one, marked, when
+        # it got as far as a transcript (on a loaded machine it may not have)
         *cut, last = lines
         assert last["user"] == user and last["assistant"] == reply and last.get("joined"), last
         assert not last["interrupted"] and not last["error"]
-        assert cut and all(x.get("merged") and x["interrupted"] for x in cut), cut
-        assert "hello" in _words(cut[0]["user"]), cut
+        assert all(x.get("merged") and x["interrupted"] and "hello" in _words(x["user"])
+                   for x in cut), cut
     finally:
         await _end(conv, task, stream, presenter)
 
