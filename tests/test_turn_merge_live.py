@@ -83,6 +83,42 @@ async def test_hello_pause_and_the_rest_are_one_turn(tmp_path, store, face, spea
         await _end(conv, task, stream, presenter)
 
 
+async def test_a_reply_already_playing_is_stopped_and_not_kept(tmp_path, store, face, speak):
+    cfg = Config()
+    cfg.transcript.path = tmp_path / "t.jsonl"
+    # a window long enough that the answer to "Hello!" is heard before the user goes on,
+    # on any machine: the merge, not a barge-in, must stop it
+    cfg.audio.vad.merge_s = 20.0
+    hello, rest = trim(speak(HELLO)), trim(speak(REST))
+    conv, mic, stream, task, presenter = await _session(cfg, store, face)
+    try:
+        await asyncio.sleep(0.5)
+        mic.say(hello)
+        await _until(lambda: conv.state == "speaking", 120, "the answer to hello")
+        await _until(lambda: stream.loud_times(), 30, "its sound")
+        await asyncio.sleep(0.3)
+        mic.say(rest)
+        await _until(lambda: conv.merges == 1, 10, "the merge")
+        t_cut = stream.played[-1][0]
+        await _until(lambda: any("lisbon" in _words(r.user) for r in conv.turns), 120, "the answer")
+        await _until(lambda: conv.state == "listening", 60, "the end of the answer")
+        lines = conv.pipeline.transcript.read()
+        history = conv.pipeline.history._turns
+        print(f"transcript {[(x['user'], x['assistant']) for x in lines]}")
+        assert conv.barge_ins == 0
+        cut, last = lines
+        # the cut reply: heard in part, in the transcript only
+        assert cut.get("merged") and cut["interrupted"] and "hello" in _words(cut["user"]), cut
+        assert cut["assistant"], cut
+        assert len(history) == 1 and {"hello", "anna", "lisbon"} <= _words(history[0][0]), history
+        assert last.get("joined") and last["assistant"] == history[0][1]
+        # it fell silent at the cut, until the joined answer (made after the rest was said)
+        quiet = [t for t in stream.loud_times() if t_cut + 0.05 < t < t_cut + 0.5]
+        assert not quiet, "the cut reply kept playing"
+    finally:
+        await _end(conv, task, stream, presenter)
+
+
 async def test_two_questions_with_a_normal_gap_stay_two_turns(tmp_path, store, face, speak):
     cfg = Config()
     cfg.transcript.path = tmp_path / "t.jsonl"
