@@ -299,6 +299,9 @@ class VADConfig(_Section):
     early_ms: int = Field(
         200, ge=0, description="Start answering after this much silence (0 = wait for the hangover)."
     )
+    merge_s: float = Field(
+        0.6, ge=0, description="Speech starting again this long after a turn was committed joins it: one turn (0 = off)."
+    )
     turn_model: Literal["none", "smart_turn"] = Field(
         "none", description="At that pause ask an end-of-turn model first (smart_turn: model smart-turn-v3.2)."
     )

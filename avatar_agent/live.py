@@ -7,7 +7,11 @@
 listener task never stops while the app runs; each turn is one named, cancellable task.
 Barge-in: speech onset while the avatar speaks cancels the turn, flushes playback
 (silence from the next block on), returns the window to the idle face, and keeps in the
-history only the part of the reply that was heard. Echo: while the avatar speaks the
+history only the part of the reply that was heard. Merge (``audio.vad.merge_s``): speech
+that starts again right after a turn was committed ("Hello! … My name is Anna") joins
+that utterance; the turn answering the first part is dropped (the transcript keeps it,
+marked ``merged``; the history does not) and the joined utterance is one turn
+(:mod:`avatar_agent.turn_taking` holds the rules). Echo: while the avatar speaks the
 mic's quiet frames (``audio.echo_gate_db``) count as silence, so its own voice neither
 barges in nor gets transcribed; without barge-in the mic is ignored while it speaks.
 """
@@ -32,7 +36,7 @@ from .audio.capture import MicCapture
 from .audio.io import rms_db
 from .audio.playback import Playback, Scheduled
 from .audio.turn_end import SmartTurn
-from .audio.vad import SpeechPause, SpeechResume, SpeechStart, VadSegmenter
+from .audio.vad import SpeechPause, SpeechStart, VadSegmenter
 from .config import Config
 from .errors import DeviceError
 from .pipeline import Pipeline
@@ -41,6 +45,7 @@ from .stt.base import STTStream
 from .stt.feeder import SpeechFeeder
 from .transport import MicSource, Screen, SpeakerClock
 from .turn import TurnOutput, TurnResult, TurnState, run_turn
+from .turn_taking import Action, decide
 from .types import AudioBlock, FrameChunk, TurnMetrics, Utterance
 from .workers import Worker
 
@@ -74,6 +79,8 @@ class TurnRecord:
     metrics: TurnMetrics = field(default_factory=TurnMetrics)
     interrupted: bool = False
     error: str | None = None
+    merged: bool = False  # cut because the user went on: joined into the next turn
+    joined: bool = False  # answers an utterance that rejoined a cut one
 
 
 def heard_text(played: list[_Played], heard_pos: int) -> str:
@@ -124,11 +131,13 @@ class Conversation:
         self.state = TurnState.LISTENING
         self.turns: collections.deque[TurnRecord] = collections.deque(maxlen=_KEEP_TURNS)
         self.barge_ins = 0
+        self.merges = 0  # turns cut because the user went on (their speech answered as one)
         self._turn: asyncio.Task | None = None
         self._current: _LiveOutput | None = None
         self._quit = asyncio.Event()
         self._fatal: BaseException | None = None
         self._early = False  # the running turn started at a pause, before the hangover
+        self._joining = False  # the speech in progress rejoined a committed utterance
         # audio.vad.turn_model: at a pause, an end-of-turn model decides whether to answer
         # early; it runs on its own worker while the listener goes on (``_gate``)
         vad = cfg.audio.vad
@@ -228,31 +237,41 @@ class Conversation:
             log.info("unducked: no speech followed")
 
     async def _on_vad(self, event) -> None:
+        action = decide(event, speaking=self.state == TurnState.SPEAKING,
+                        barge_in=self.cfg.audio.barge_in, early=self._early,
+                        turn_model=self.turn_end is not None)
         if isinstance(event, SpeechStart):
-            if self.state == TurnState.SPEAKING and self.cfg.audio.barge_in:
-                await self._barge_in(event.t)
-        elif isinstance(event, SpeechPause):  # answer early; dropped if the user goes on
-            if self.turn_end is None:
-                await self._start_early(event.utterance)
-            else:  # unless the turn-end model hears a sentence going on
-                self._drop_gate()
-                self._gate = asyncio.create_task(self._turn_complete(event.utterance),
-                                                 name="talk-turn-end")
-        elif isinstance(event, SpeechResume):
+            self._joining = False  # new speech: a new turn
+        elif not isinstance(event, SpeechPause):
+            self._drop_gate()  # a resume or the hangover decide now, whatever the model says
+        if action == Action.BARGE_IN:
+            await self._barge_in(event.t)
+        elif action in (Action.MERGE, Action.WAIT):
+            self._joining = True
+            self._early = False  # the early turn answered the cut part only
+            if action == Action.MERGE and self._turn is not None and not self._turn.done():
+                self.merges += 1
+                log.info("merge: the user went on after the commit; the cut turn is dropped")
+                await self._cancel_turn(record_heard=True, merged=True)
+        elif action == Action.START_EARLY:  # answer early; dropped if the user goes on
+            await self._start_early(event.utterance)
+        elif action == Action.ASK_MODEL:  # unless the turn-end model hears a sentence going on
             self._drop_gate()
-            if self._early:  # it was a pause inside the question, not its end
-                self._early = False
-                await self._cancel_turn(record_heard=False)
-        elif isinstance(event, Utterance):
-            self._drop_gate()  # the hangover decides now, whatever the model would say
-            if self._early:  # the early turn already answers this very speech
-                self._early = False
-                return
-            await self._cancel_turn(record_heard=True)  # a newer question wins
+            self._gate = asyncio.create_task(self._turn_complete(event.utterance),
+                                             name="talk-turn-end")
+        elif action == Action.DROP_EARLY:  # it was a pause inside the question, not its end
+            self._early = False
+            await self._cancel_turn(record_heard=False)
+        elif action == Action.KEEP:  # the early turn already answers this very speech
+            self._early = False
+        elif action == Action.START:  # a newer question wins
+            await self._cancel_turn(record_heard=True, merged=self._joining)
             self._start_turn(event, self.feeder.take(event))
 
     async def _start_early(self, utt: Utterance) -> None:
-        await self._cancel_turn(record_heard=True)
+        # a turn still running here answers an earlier part of this speech (WAIT) or an
+        # earlier question
+        await self._cancel_turn(record_heard=True, merged=self._joining)
         self._early = True
         self._start_turn(utt, self.feeder.take(utt))
 
@@ -310,7 +329,11 @@ class Conversation:
             self._current.record.metrics.stages["barge_in_onset_to_flush"] = t_flush - t_onset
         await self._cancel_turn(record_heard=True, heard_pos=heard)
 
-    async def _cancel_turn(self, *, record_heard: bool, heard_pos: int | None = None) -> None:
+    async def _cancel_turn(self, *, record_heard: bool, heard_pos: int | None = None,
+                           merged: bool = False) -> None:
+        """Stop the running turn. ``record_heard``: it is recorded with the part of the
+        reply that was heard (else it leaves no record); ``merged``: in the transcript
+        only, marked as merged into the next turn, never in the history."""
         task, self._turn = self._turn, None
         if task is None or task.done():
             return
@@ -321,6 +344,8 @@ class Conversation:
         if out is not None:
             out.heard_pos = heard_pos
             out.result.discard = not record_heard
+            out.result.merged = merged
+            out.record.merged = merged
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task  # the turn records itself (run_turn), with what was heard
@@ -334,7 +359,7 @@ class Conversation:
 
     # ---------------------------------------------------------------- one turn
     def _start_turn(self, utt: Utterance, heard: tuple[STTStream, Hashable] | None = None) -> None:
-        record = TurnRecord(t_end=utt.t_end)
+        record = TurnRecord(t_end=utt.t_end, joined=self._joining)
         # end of speech -> this turn starts (early_ms, plus the turn-end model; or the hangover)
         record.metrics.stages["commit"] = max(0.0, time.monotonic() - utt.t_end)
         out = _LiveOutput(self, record)
@@ -356,6 +381,8 @@ class Conversation:
         # and the screen, and stays quiet on noise
         await run_turn(self.pipeline, self.avatar_state, out, utterance=utt, stream=heard,
                        mode="talk", quiet_on_nothing=True, result=out.result)
+        # answered in full: speech after this is a new turn, not a continuation
+        self.vad.seal(utt.t_start)
         self._current = None
         self._turn = None
         self._set_state(TurnState.LISTENING)
@@ -429,7 +456,10 @@ class Conversation:
                  None if m.first_frame_s is None else round(m.first_frame_s, 3),
                  record.interrupted, m.frames_dropped)
         _trim_heap()
-        return {"voice_to_face_s": m.first_frame_s}
+        extra: dict[str, Any] = {"voice_to_face_s": m.first_frame_s}
+        if record.joined:  # the user text holds every part of what they said
+            extra["joined"] = True
+        return extra
 
 
 class _LiveOutput(TurnOutput):

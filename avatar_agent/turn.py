@@ -14,7 +14,8 @@
 A failing stage (an error, or a stage past its ``timeouts.*``) gives the apology, which
 was synthesized at warm-up, so it is heard even when the TTS itself is down; a turn never
 ends the conversation. Cancelling the turn's task (barge-in, a newer question, quit)
-still records it, with the part of the reply the listener heard.
+still records it, with the part of the reply the listener heard (or only in the
+transcript, marked ``merged``, when the user went on and the next turn answers it all).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class TurnResult:
     failed: str | None = None  # the error the apology stood for
     interrupted: bool = False  # cancelled: barge-in, a newer question, quit
     discard: bool = False  # set before cancelling: the turn leaves no record (a false start)
+    merged: bool = False  # set before cancelling: the user went on, the next turn answers it all
+    # (the transcript keeps this one, marked; the history does not)
     t_end: float = 0.0  # monotonic end of the user's speech: the origin of every metric
     metrics: TurnMetrics = field(default_factory=TurnMetrics)
 
@@ -180,10 +183,11 @@ def _record(pipeline: Pipeline, result: TurnResult, out: TurnOutput, spoken: lis
     extra = out.finish(result)
     if not user and not spoken:  # cancelled before a word was heard or said
         return
-    if user and not result.failed:
+    if user and not result.failed and not result.merged:
         pipeline.remember(user, result.reply_text)
     pipeline.transcript.append({
         "mode": result.mode, "user": user, "assistant": result.reply_text,
         "heard_nothing": result.heard_nothing, "interrupted": result.interrupted,
-        "error": result.failed, "metrics": m.as_dict(), **extra,
+        "error": result.failed, "metrics": m.as_dict(),
+        **({"merged": True} if result.merged else {}), **extra,
     })

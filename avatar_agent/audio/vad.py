@@ -11,7 +11,13 @@ with webrtcvad and emits events:
 * :class:`Utterance` when ``hangover_ms`` of silence follow the speech (or the utterance
   reaches ``max_utterance_s``). The utterance keeps ``preroll_ms`` of audio before the
   onset, so soft first consonants are not clipped. Speech shorter than
-  ``min_utterance_ms`` (a cough, a click) is dropped and reported as :class:`SpeechDrop`.
+  ``min_utterance_ms`` (a cough, a click) is dropped and reported as :class:`SpeechDrop`;
+* :class:`SpeechRejoin` instead of :class:`SpeechStart` (only with ``merge_s``) when speech
+  starts again within ``merge_s`` of the last utterance's commit: the speaker paused
+  longer than the hangover but goes on ("Hello! … My name is Anna"). The utterance in
+  progress is then the last one, the pause and the new speech, one utterance: its
+  :class:`SpeechPause` and :class:`Utterance` hold all of it, and a streaming STT fed
+  from :meth:`VadSegmenter.speech_audio` just goes on with the same stream.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .io import rms_db, to_int16
 VAD_RATES = (8000, 16000, 32000, 48000)  # what webrtcvad accepts
 _FLOOR_MIN_DB = -75.0  # digital silence must not make every faint sound "speech"
 _FLOOR_RISE = 0.004    # per frame: ~5 s to follow a louder room, pauses pull it down at once
+_KEEP_TAIL = 10        # frames of trailing silence an utterance keeps (Whisper likes a soft ending)
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,17 @@ class SpeechResume:
     t: float
 
 
-VadEvent = SpeechStart | SpeechDrop | SpeechPause | SpeechResume | Utterance
+@dataclass(frozen=True)
+class SpeechRejoin:
+    """Speech started again within ``merge_s`` of the last :class:`Utterance`'s commit;
+    ``t``: monotonic time of the onset. The utterance in progress continues that one
+    (same ``t_start``, its audio, the pause, the new speech): the turn that answers the
+    old one is to be dropped, and the joined utterance answered instead."""
+
+    t: float
+
+
+VadEvent = SpeechStart | SpeechDrop | SpeechPause | SpeechResume | SpeechRejoin | Utterance
 
 
 class VadSegmenter:
@@ -77,7 +94,7 @@ class VadSegmenter:
     def __init__(self, *, sample_rate: int = 16000, frame_ms: int = 20, aggressiveness: int = 2,
                  preroll_ms: int = 300, hangover_ms: int = 600, min_utterance_ms: int = 300,
                  max_utterance_s: float = 20.0, onset_ms: int = 60,
-                 energy_margin_db: float = 9.0, early_ms: int = 0) -> None:
+                 energy_margin_db: float = 9.0, early_ms: int = 0, merge_s: float = 0.0) -> None:
         import webrtcvad
 
         if sample_rate not in VAD_RATES:
@@ -97,6 +114,7 @@ class VadSegmenter:
         self._max_frames = max(1, round(max_utterance_s * 1000 / frame_ms))
         self._preroll: collections.deque[np.ndarray] = collections.deque(
             maxlen=max(1, round(preroll_ms / frame_ms)))
+        self._merge_s = max(0.0, merge_s)
         self._pending = np.zeros(0, np.float32)
         self._pending_t = 0.0
         self.reset()
@@ -108,7 +126,7 @@ class VadSegmenter:
                    preroll_ms=vad.preroll_ms, hangover_ms=vad.hangover_ms,
                    min_utterance_ms=vad.min_utterance_ms, max_utterance_s=vad.max_utterance_s,
                    onset_ms=vad.onset_ms, energy_margin_db=vad.energy_margin_db,
-                   early_ms=vad.early_ms)
+                   early_ms=vad.early_ms, merge_s=vad.merge_s)
 
     @property
     def in_speech(self) -> bool:
@@ -154,6 +172,23 @@ class VadSegmenter:
         self._t_start = 0.0
         self._preroll.clear()
         self._pending = np.zeros(0, np.float32)
+        self._sealed = True
+        self._tail: list[np.ndarray] | None = None  # the last utterance + the pause since
+        self.seal()
+
+    def seal(self, t_start: float | None = None) -> None:
+        """The speech that started at ``t_start`` (any, when None) was answered: no later
+        speech rejoins it, whether it is still in progress or the last utterance. Call
+        when a turn ran to its end."""
+        current = self._t_start if self._triggered else self._tail_t_start if self._tail else None
+        if t_start is not None and current != t_start:
+            return  # a newer utterance is not sealed by an older turn
+        self._tail = None
+        self._tail_gap = 0  # frames of silence after ``_tail``: the pause so far
+        self._tail_voiced = 0
+        self._tail_t_start = 0.0
+        self._tail_until = 0.0  # monotonic: an onset up to here rejoins
+        self._sealed = True
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """Speech decision for one frame of ``frame_len`` float32 samples.
@@ -195,15 +230,32 @@ class VadSegmenter:
         if not self._triggered:
             self._preroll.append(frame)
             self._voiced_run = self._voiced_run + 1 if voiced else 0
+            run_start = t - max(0, self._voiced_run - 1) * self._frame_s  # of the voiced run so far
+            if self._tail is not None:
+                if run_start > self._tail_until or len(self._tail) + self._tail_gap >= self._max_frames:
+                    self.seal()  # too late (or too long) to go on with it
+                else:
+                    self._tail_gap += 1
             if self._voiced_run < self._onset_frames:
                 return []
-            # onset: the utterance starts with the pre-roll (which holds the voiced run)
             self._triggered = True
-            self._speech = list(self._preroll)
-            self._speech_voiced = self._voiced_run
+            self._sealed = False
             self._silent_run = 0
-            self._t_start = t - (self._onset_frames - 1) * self._frame_s
+            if self._tail is not None:  # the last utterance goes on: pause and all
+                # the pause as digital silence, but the pre-roll (soft first consonants):
+                # while the avatar speaks the mic holds its echo, which the STT must not hear
+                pre = list(self._preroll)
+                self._preroll.clear()
+                silence = [np.zeros(self.frame_len, np.float32)] * (self._tail_gap - len(pre))
+                self._speech, self._t_start = [*self._tail, *silence, *pre], self._tail_t_start
+                self._speech_voiced = self._tail_voiced + self._voiced_run
+                self._tail = None
+                return [SpeechRejoin(run_start)]
+            # onset: the utterance starts with the pre-roll (which holds the voiced run)
+            self._speech = list(self._preroll)
             self._preroll.clear()
+            self._speech_voiced = self._voiced_run
+            self._t_start = run_start
             return [SpeechStart(self._t_start)]
         self._speech.append(frame)
         events: list[VadEvent] = []
@@ -229,7 +281,7 @@ class VadSegmenter:
 
     def _utterance(self, t_end: float) -> Utterance:
         # keep a little of the trailing silence (Whisper likes a soft ending), not all of it
-        keep_tail = min(self._silent_run, 10)
+        keep_tail = min(self._silent_run, _KEEP_TAIL)
         frames = self._speech[: len(self._speech) - self._silent_run + keep_tail]
         return Utterance(pcm=np.concatenate(frames).astype(np.float32), sample_rate=self.sample_rate,
                          t_start=self._t_start, t_end=t_end - self._silent_run * self._frame_s)
@@ -237,6 +289,13 @@ class VadSegmenter:
     def _finish(self, t_end: float) -> VadEvent:
         enough = self._speech_voiced >= self._min_frames
         utt = self._utterance(t_end) if enough else None
+        if utt is not None and self._merge_s > 0 and not self._sealed:
+            # kept for ``merge_s``: speech starting by then continues this utterance; its
+            # trailing silence, as in ``utt``, then a count of the frames of the pause
+            keep = len(self._speech) - self._silent_run + min(self._silent_run, _KEEP_TAIL)
+            self._tail, self._tail_gap = self._speech[:keep], len(self._speech) - keep
+            self._tail_voiced, self._tail_t_start = self._speech_voiced, self._t_start
+            self._tail_until = t_end + self._merge_s
         self._triggered = False
         self._pause_sent = False
         self._voiced_run = 0
