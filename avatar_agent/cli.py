@@ -20,8 +20,7 @@ from pathlib import Path
 import yaml
 
 from .config import Config, load_config
-from .entry import quit_code
-from .errors import AvatarError, InputError, ProviderError
+from .errors import AvatarError, InputError, ProviderError, quit_exit_code
 
 log = logging.getLogger("avatar_agent")
 
@@ -350,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:  # quitting is how talk and serve end: 0; the rest 130
-        code = quit_code([args.command])
+        code = quit_exit_code(args.command)
         if code:
             print("interrupted", file=sys.stderr)
         return _exit_now_if_busy(code)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import signal
 import sys
 
-# commands for which a quit signal is the normal way to end: exit 0 (README: "Ctrl-C quits")
-_QUIT_IS_DONE = frozenset({"talk", "serve"})
-INTERRUPTED_EXIT = 130
+from .errors import quit_exit_code
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -34,13 +32,6 @@ def install_quit_signals() -> None:
         pass
 
 
-def quit_code(argv: list[str]) -> int:
-    """The exit code of a quit signal for the command in ``argv`` (0: quitting is how
-    ``talk`` and ``serve`` end; 130 for the rest, the shell's "interrupted")."""
-    command = next((a for a in argv if not a.startswith("-")), "")
-    return 0 if command in _QUIT_IS_DONE else INTERRUPTED_EXIT
-
-
 def run() -> None:
     """Install the signal handlers, then run the CLI; never a traceback for a quit signal."""
     install_quit_signals()
@@ -50,7 +41,7 @@ def run() -> None:
 
         code = main(argv)
     except KeyboardInterrupt:  # before the CLI could catch it (its imports)
-        code = quit_code(argv)
+        code = quit_exit_code(next((a for a in argv if not a.startswith("-")), ""))
         if code:
             print("interrupted", file=sys.stderr)
     raise SystemExit(code)

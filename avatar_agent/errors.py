@@ -6,6 +6,16 @@ traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+# commands for which a quit signal (Ctrl-C, SIGTERM) is the normal way to end: exit 0
+# (README: "Ctrl-C quits"); any other command interrupted exits 130, as shells report it
+QUIT_IS_DONE = frozenset({"talk", "serve"})
+INTERRUPTED_EXIT = 130
+
+
+def quit_exit_code(command: str) -> int:
+    """The exit code of a quit signal during ``command``."""
+    return 0 if command in QUIT_IS_DONE else INTERRUPTED_EXIT
+
 
 class AvatarError(Exception):
     """Base of every error a user can cause or fix. ``str(err)`` is one line."""
