@@ -1,0 +1,393 @@
+"""Conversation quality of ``talk``: does it hear, answer right, remember, never copy or drift?
+
+Spoken dialogues (``conversation_set.py``: facts, arithmetic, yes/no, one-word
+instructions, follow-ups, memory probes, chit-chat, pauses inside some turns) are played
+into the virtual mic of a real ``python -m avatar_agent talk`` process (window on Xvfb,
+speaker on a null sink: ``tests/harness``) by four voice families
+(``conversation_voices.py``: espeak-ng voices and speeds, Piper joe, Kokoro-82M, human
+recordings). Each dialogue is a fresh ``talk`` process, so its history is its own. What
+the avatar heard and said, and its timings, come from the JSONL transcript.
+
+Per turn and in total (and per voice family): heard (WER against the script; turns with
+WER ≤ 0.25), right (answer key), memory (probes right), copies (a reply equal to an
+earlier one, any length), parrots (the reply repeats the question), language drift,
+empty and cut replies, false cuts (one utterance became several turns), end of speech →
+first reply audio at the speaker p50/p95. Writes ``benchmarks/out/conversation-*.json``
+and ``.md`` (per-turn table).
+
+    python benchmarks/bench_conversation.py [--limit N] [--voices espeak,piper,kokoro,human]
+        [--rotate turn|dialogue] [--set llm.llama_cpp.model=NAME ...]
+    avatar-agent bench conversation [--set ...]
+
+``--rotate turn`` (default, the full run): the voice families take turns within each
+dialogue, plus the human dialogue; ``--rotate dialogue``: each dialogue in one family
+(``--limit 4``: one dialogue per family, the short validation run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "benchmarks"
+sys.path.insert(0, str(HERE))
+
+import avdevices  # noqa: E402
+import conversation_score as score  # noqa: E402
+from conversation_set import DIALOGUES, Turn  # noqa: E402
+from conversation_voices import FAMILIES, Clip  # noqa: E402
+
+OUT = HERE / "out"
+HEARD_OK = 0.25       # a turn counts as heard when its WER is at most this
+SETTLE_S = 1.0        # listening, and no new transcript line, this long: the turn is over
+TURN_TIMEOUT_S = 90.0
+_STATE = re.compile(r"\bstate (listening|thinking|speaking)\b")
+
+
+@dataclass
+class PlannedTurn:
+    """A turn to play: the script's turn (or a human recording's stand-in) and its audio."""
+
+    turn: Turn
+    clip: Clip
+
+
+@dataclass
+class TalkProcess:
+    """One ``python -m avatar_agent talk -v`` on the virtual devices; its log is read for
+    the state lines ("state listening") and kept in ``log``."""
+
+    config: Path
+    transcript: Path
+    log: Path
+    proc: subprocess.Popen | None = None
+    state: str = ""
+    state_t: float = 0.0
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        """Start ``talk`` and a thread that follows its output."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "avatar_agent", "talk", "-v", "--config", str(self.config)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        threading.Thread(target=self._follow, name="talk-log", daemon=True).start()
+
+    def _follow(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with open(self.log, "a", encoding="utf-8") as fh:
+            for line in self.proc.stdout:
+                fh.write(line)
+                if line.startswith("listening"):
+                    self.ready.set()
+                m = _STATE.search(line)
+                if m:
+                    self.state, self.state_t = m.group(1), time.monotonic()
+        self.ready.set()  # exited: nobody waits for ever
+
+    def records(self) -> list[dict]:
+        """The transcript so far."""
+        if not self.transcript.exists():
+            return []
+        lines = self.transcript.read_text(encoding="utf-8").splitlines()
+        return [json.loads(x) for x in lines if x.strip()]
+
+    def alive(self) -> bool:
+        """Still running?"""
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self) -> int | None:
+        """Quit as Ctrl-C does; kill after 30 s."""
+        if self.proc is None:
+            return None
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def plan(families: list[str], rotate: str, limit: int | None, cfg) -> list[tuple[str, list[PlannedTurn]]]:
+    """The dialogues to run, each turn with its clip. ``rotate``: ``turn`` (families take
+    turns inside each dialogue, the human dialogue last) or ``dialogue`` (one family per
+    dialogue, in ``families`` order)."""
+    import conversation_voices as voices
+
+    piper = voices.PiperVoice(cfg) if "piper" in families else None
+    kokoro = voices.KokoroVoice() if "kokoro" in families else None
+    counts = dict.fromkeys(FAMILIES, 0)
+
+    def clip(turn: Turn, family: str) -> Clip:
+        k = counts[family]
+        counts[family] += 1
+        if family == "espeak":
+            return voices.speak_espeak(turn.text, k, turn.pause_s)
+        if family == "piper":
+            assert piper is not None
+            return piper.speak(turn.text, turn.pause_s)
+        assert kokoro is not None
+        return kokoro.speak(turn.text, k, turn.pause_s)
+
+    def human() -> tuple[str, list[PlannedTurn]]:
+        return "human", [PlannedTurn(Turn(c.script, "human"), c) for c in voices.human_clips()]
+
+    synthetic = [f for f in families if f != "human"]
+    out: list[tuple[str, list[PlannedTurn]]] = []
+    if rotate == "dialogue":
+        for i, family in enumerate(families):
+            if family == "human":
+                out.append(human())
+            else:
+                d = DIALOGUES[i % len(DIALOGUES)]
+                out.append((f"{d.name}/{family}", [PlannedTurn(t, clip(t, family)) for t in d.turns]))
+    else:
+        g = 0
+        for d in DIALOGUES if synthetic else ():
+            turns = []
+            for t in d.turns:
+                turns.append(PlannedTurn(t, clip(t, synthetic[g % len(synthetic)])))
+                g += 1
+            out.append((d.name, turns))
+        if "human" in families:
+            out.append(human())
+    return out[:limit] if limit else out
+
+
+def _wait_turn(talk: TalkProcess, n0: int, played_t: float) -> list[dict]:
+    """Wait until the turn played at ``played_t`` is over: a new transcript line, and the
+    avatar listening with nothing new for :data:`SETTLE_S`; returns the new lines."""
+    deadline = played_t + TURN_TIMEOUT_S
+    seen, seen_t = n0, played_t
+    while time.monotonic() < deadline and talk.alive():
+        recs = talk.records()
+        now = time.monotonic()
+        if len(recs) != seen:
+            seen, seen_t = len(recs), now
+        settled = (talk.state in ("listening", "") and now - talk.state_t >= SETTLE_S
+                   and now - seen_t >= SETTLE_S and now - played_t >= SETTLE_S)
+        if len(recs) > n0 and settled:
+            return recs[n0:]
+        time.sleep(0.1)
+    return talk.records()[n0:]
+
+
+def _score_turn(pt: PlannedTurn, recs: list[dict], earlier: list[str]) -> dict:
+    """One row of the per-turn table."""
+    t, c = pt.turn, pt.clip
+    heard = " ".join(r.get("user", "") for r in recs if r.get("user")).strip()
+    last = recs[-1] if recs else {}
+    said = (last.get("assistant") or "").strip()
+    if c.passage:
+        w, ref = score.span_wer(c.script, heard)
+    else:
+        w, ref = score.wer(c.script, heard), c.script
+    m = last.get("metrics") or {}
+    right = score.key_match(said, t.key, t.exact)
+    if right is not None and not said:
+        right = False
+    empty = not said
+    copy = score.is_copy(said, earlier)
+    parrot = bool(said) and score.normalise(said) == score.normalise(heard)
+    drift = bool(said) and score.is_drift(said)
+    return {
+        "kind": t.kind, "family": c.family, "voice": c.voice, "script": ref,
+        "heard": heard, "wer": round(w, 3), "said": said, "right": right,
+        "memory": t.kind == "memory", "copy": copy, "parrot": parrot, "drift": drift,
+        "empty": empty, "cut": bool(said) and score.is_cut(said, bool(last.get("interrupted"))),
+        "sensible": not (empty or copy or parrot or drift),
+        "pause": "|" in t.text, "records": len(recs), "false_cut": len(recs) > 1,
+        "error": last.get("error"),
+        "first_audio_s": m.get("first_frame_s"), "audio_made_s": m.get("first_audio_s"),
+        "stt_s": m.get("stt_s"), "first_token_s": m.get("first_token_s"),
+    }
+
+
+def _run_dialogue(name: str, turns: list[PlannedTurn], config: Path, work: Path) -> tuple[list[dict], dict]:
+    import soundfile as sf
+
+    safe = name.replace("/", "_")
+    talk = TalkProcess(config=config, transcript=work / f"{safe}.jsonl", log=work / f"{safe}.log")
+    t0 = time.monotonic()
+    talk.start()
+    talk.ready.wait(300)
+    start_s = time.monotonic() - t0
+    rows: list[dict] = []
+    try:
+        if not talk.alive():
+            raise RuntimeError(f"talk exited at start ({talk.log}): "
+                               + talk.log.read_text(encoding="utf-8")[-800:])
+        time.sleep(1.0)  # past talk's mic drain
+        for i, pt in enumerate(turns):
+            wav = work / f"{safe}-{i:02d}.wav"
+            sf.write(str(wav), pt.clip.pcm, 16000, subtype="PCM_16")
+            n0 = len(talk.records())
+            subprocess.run(avdevices.play_cmd(wav), check=True, timeout=60)
+            recs = _wait_turn(talk, n0, time.monotonic())
+            row = {"dialogue": name, "turn": i + 1, **_score_turn(pt, recs, [r["said"] for r in rows])}
+            rows.append(row)
+            print(_line(row), file=sys.stderr, flush=True)
+            if not talk.alive():
+                break
+    finally:
+        code = talk.close()
+    return rows, {"dialogue": name, "start_s": round(start_s, 1), "exit": code,
+                  "wall_s": round(time.monotonic() - t0, 1)}
+
+
+def _line(r: dict) -> str:
+    flags = [k for k in ("copy", "parrot", "drift", "empty", "cut", "false_cut") if r[k]]
+    right = {True: "RIGHT", False: "WRONG", None: "sense" if r["sensible"] else "NONSENSE"}[r["right"]]
+    lat = "-" if r["first_audio_s"] is None else f"{r['first_audio_s']:.2f}s"
+    return (f"[{r['dialogue']} {r['turn']}] {r['family']}:{r['voice']} WER {r['wer']:.2f} {right} {lat} "
+            f"{' '.join(flags)}\n   heard: {r['heard']!r}\n   said:  {r['said']!r}")
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Totals over ``rows`` (all turns, or one family's)."""
+    keyed = [r for r in rows if r["right"] is not None]
+    probes = [r for r in rows if r["memory"]]
+    unkeyed = [r for r in rows if r["right"] is None]
+    lat = [r["first_audio_s"] for r in rows if r["first_audio_s"] is not None]
+    return {
+        "turns": len(rows),
+        "heard_ok": sum(r["wer"] <= HEARD_OK for r in rows),
+        "wer_mean": round(float(np.mean([r["wer"] for r in rows])), 3) if rows else None,
+        "keyed": len(keyed), "right": sum(bool(r["right"]) for r in keyed),
+        "memory_probes": len(probes), "memory_right": sum(bool(r["right"]) for r in probes),
+        "unkeyed": len(unkeyed), "unkeyed_sensible": sum(r["sensible"] for r in unkeyed),
+        "copies": sum(r["copy"] for r in rows), "parrots": sum(r["parrot"] for r in rows),
+        "drifts": sum(r["drift"] for r in rows), "empty": sum(r["empty"] for r in rows),
+        "cut": sum(r["cut"] for r in rows),
+        "pause_turns": sum(r["pause"] for r in rows),
+        "false_cuts": sum(r["false_cut"] for r in rows),
+        "false_cuts_on_pause_turns": sum(r["false_cut"] for r in rows if r["pause"]),
+        "first_audio_p50_s": _pct(lat, 50), "first_audio_p95_s": _pct(lat, 95),
+    }
+
+
+def _cell(text: str, n: int = 90) -> str:
+    text = text.replace("|", "/").replace("\n", " ")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def markdown(result: dict) -> str:
+    """The per-turn table and the totals, as markdown."""
+    t = result["total"]
+    lines = [f"# Conversation benchmark, {result['date']}", "",
+             f"llm `{result['llm']}`, stt `{result['stt']}`, tts `{result['tts']}`; "
+             f"voices {result['voices']}, rotate {result['rotate']}; {t['turns']} turns in "
+             f"{result['wall_s']} s; load average {result['load_avg_1m']}; overrides {result['overrides']}",
+             "", "| family | turns | heard ≤0.25 | right | memory | sensible (unkeyed) | copies | drift | "
+             "empty | cut | false cuts (pause turns) | first audio p50 / p95 s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, s in [("all", t), *result["per_family"].items()]:
+        lines.append(
+            f"| {name} | {s['turns']} | {s['heard_ok']}/{s['turns']} | {s['right']}/{s['keyed']} | "
+            f"{s['memory_right']}/{s['memory_probes']} | {s['unkeyed_sensible']}/{s['unkeyed']} | "
+            f"{s['copies']} | {s['drifts']} | {s['empty']} | {s['cut']} | "
+            f"{s['false_cuts']} ({s['false_cuts_on_pause_turns']}/{s['pause_turns']}) | "
+            f"{s['first_audio_p50_s']} / {s['first_audio_p95_s']} |")
+    lines += ["", "| dialogue | # | voice | script | heard | WER | said | verdict | first audio s |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in result["turns"]:
+        flags = [k for k in ("copy", "parrot", "drift", "empty", "cut", "false_cut") if r[k]]
+        verdict = {True: "right", False: "**wrong**", None: "sense" if r["sensible"] else "**nonsense**"}[r["right"]]
+        if r["memory"]:
+            verdict += " (memory)"
+        lines.append(f"| {r['dialogue']} | {r['turn']} | {r['family']}:{r['voice']} | {_cell(r['script'])} | "
+                     f"{_cell(r['heard'])} | {r['wer']:.2f} | {_cell(r['said'], 120)} | "
+                     f"{' '.join([verdict, *flags])} | {r['first_audio_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg, families: list[str] | None = None, rotate: str = "turn", limit: int | None = None,
+        overrides: list[str] | None = None) -> dict:
+    """Run the dialogues through ``talk`` with ``cfg``; writes the JSON and markdown
+    reports to ``benchmarks/out`` and returns the totals."""
+    import yaml
+
+    families = list(families or FAMILIES)
+    t0 = time.monotonic()
+    OUT.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    work = Path(tempfile.mkdtemp(prefix=f"conversation-{stamp}-", dir=OUT))
+    dialogues = plan(families, rotate, limit, cfg)
+    avdevices.start()
+    rows: list[dict] = []
+    runs: list[dict] = []
+    try:
+        for name, turns in dialogues:
+            conf = cfg.model_copy(deep=True)
+            conf.transcript.path = work / f"{name.replace('/', '_')}.jsonl"
+            path = work / "config.yaml"
+            path.write_text(yaml.safe_dump(conf.model_dump(mode="json")), encoding="utf-8")
+            got, info = _run_dialogue(name, turns, path, work)
+            rows += got
+            runs.append(info)
+    finally:
+        avdevices.stop()
+    per_family = {f: summarise([r for r in rows if r["family"] == f]) for f in families
+                  if any(r["family"] == f for r in rows)}
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "llm": f"{cfg.llm.provider}:{cfg.llm.llama_cpp.model}", "stt": cfg.stt.provider,
+        "tts": cfg.tts.provider, "voices": ",".join(families), "rotate": rotate,
+        "overrides": overrides or [], "wall_s": round(time.monotonic() - t0, 1),
+        "total": summarise(rows), "per_family": per_family, "dialogues": runs, "turns": rows,
+        "work_dir": str(work),
+    }
+    (OUT / f"conversation-{stamp}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False),
+                                                   encoding="utf-8")
+    md = markdown(result)
+    (OUT / f"conversation-{stamp}.md").write_text(md, encoding="utf-8")
+    print(md, file=sys.stderr)
+    return {k: result[k] for k in ("date", "llm", "voices", "rotate", "wall_s", "total", "per_family")} | {
+        "report": str(OUT / f"conversation-{stamp}.md")}
+
+
+def main() -> None:
+    """CLI entry: prints the totals as JSON (the tables go to stderr and benchmarks/out)."""
+    from avatar_agent.config import load_config
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for talk, e.g. llm.llama_cpp.model=smollm2-135m")
+    ap.add_argument("--voices", default=",".join(FAMILIES),
+                    help=f"voice families, comma-separated, from {','.join(FAMILIES)}")
+    ap.add_argument("--rotate", choices=["turn", "dialogue"], default="turn",
+                    help="families take turns within dialogues, or one family per dialogue")
+    ap.add_argument("--limit", type=int, default=None, help="run only the first N dialogues")
+    args = ap.parse_args()
+    families = [f.strip() for f in args.voices.split(",") if f.strip()]
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        ap.error(f"unknown voice family {unknown[0]!r}: choose from {', '.join(FAMILIES)}")
+    os.chdir(ROOT)
+    cfg = load_config(None, args.overrides)
+    print(json.dumps(run(cfg, families, args.rotate, args.limit, args.overrides), indent=2))
+
+
+if __name__ == "__main__":
+    main()
