@@ -198,13 +198,13 @@ def _score_turn(pt: PlannedTurn, recs: list[dict], earlier: list[str]) -> dict:
     else:
         w, ref = score.wer(c.script, heard), c.script
     m = last.get("metrics") or {}
-    right = score.key_match(said, t.key, t.exact)
-    if right is not None and not said:
-        right = False
     empty = not said
     copy = score.is_copy(said, earlier)
     parrot = bool(said) and score.normalise(said) == score.normalise(heard)
     drift = bool(said) and score.is_drift(said)
+    right = score.key_match(said, t.key, t.exact)
+    if right is not None:  # "Eu não pode ser Anna" names Anna, but not for this listener
+        right = right and not drift
     return {
         "kind": t.kind, "family": c.family, "voice": c.voice, "script": ref,
         "heard": heard, "wer": round(w, 3), "said": said, "right": right,
