@@ -11,7 +11,8 @@ the avatar heard and said, and its timings, come from the JSONL transcript.
 Per turn and in total (and per voice family): heard (WER against the script; turns with
 WER ≤ 0.25), right (answer key), memory (probes right), copies (a reply equal to an
 earlier one, any length), parrots (the reply repeats the question), language drift,
-empty and cut replies, false cuts (one utterance became several turns), end of speech →
+empty and cut replies, splits (the VAD committed inside one utterance) and false cuts
+(the pieces stayed separate turns, not rejoined), end of speech →
 first reply audio at the speaker p50/p95. Writes ``benchmarks/out/conversation-*.json``
 and ``.md`` (per-turn table).
 
@@ -190,7 +191,10 @@ def _wait_turn(talk: TalkProcess, n0: int, played_t: float) -> list[dict]:
 def _score_turn(pt: PlannedTurn, recs: list[dict], earlier: list[str]) -> dict:
     """One row of the per-turn table."""
     t, c = pt.turn, pt.clip
-    heard = " ".join(r.get("user", "") for r in recs if r.get("user")).strip()
+    # a line marked "merged" is a cut the next turn rejoined (issue 19 item 4): its words
+    # are in that turn's text again
+    kept = [r for r in recs if not r.get("merged")] or recs
+    heard = " ".join(r.get("user", "") for r in kept if r.get("user")).strip()
     last = recs[-1] if recs else {}
     said = (last.get("assistant") or "").strip()
     if c.passage:
@@ -211,7 +215,9 @@ def _score_turn(pt: PlannedTurn, recs: list[dict], earlier: list[str]) -> dict:
         "memory": t.kind == "memory", "copy": copy, "parrot": parrot, "drift": drift,
         "empty": empty, "cut": bool(said) and score.is_cut(said, bool(last.get("interrupted"))),
         "sensible": not (empty or copy or parrot or drift),
-        "pause": "|" in t.text, "records": len(recs), "false_cut": len(recs) > 1,
+        "pause": "|" in t.text, "records": len(recs),
+        "split": len(recs) > 1,        # the VAD committed inside the utterance
+        "false_cut": len(kept) > 1,    # ... and the pieces stayed separate turns
         "error": last.get("error"),
         "first_audio_s": m.get("first_frame_s"), "audio_made_s": m.get("first_audio_s"),
         "stt_s": m.get("stt_s"), "first_token_s": m.get("first_token_s"),
@@ -251,7 +257,7 @@ def _run_dialogue(name: str, turns: list[PlannedTurn], config: Path, work: Path)
 
 
 def _line(r: dict) -> str:
-    flags = [k for k in ("copy", "parrot", "drift", "empty", "cut", "false_cut") if r[k]]
+    flags = [k for k in ("copy", "parrot", "drift", "empty", "cut", "split", "false_cut") if r[k]]
     right = {True: "RIGHT", False: "WRONG", None: "sense" if r["sensible"] else "NONSENSE"}[r["right"]]
     lat = "-" if r["first_audio_s"] is None else f"{r['first_audio_s']:.2f}s"
     return (f"[{r['dialogue']} {r['turn']}] {r['family']}:{r['voice']} WER {r['wer']:.2f} {right} {lat} "
@@ -279,6 +285,7 @@ def summarise(rows: list[dict]) -> dict:
         "drifts": sum(r["drift"] for r in rows), "empty": sum(r["empty"] for r in rows),
         "cut": sum(r["cut"] for r in rows),
         "pause_turns": sum(r["pause"] for r in rows),
+        "splits": sum(r["split"] for r in rows),
         "false_cuts": sum(r["false_cut"] for r in rows),
         "false_cuts_on_pause_turns": sum(r["false_cut"] for r in rows if r["pause"]),
         "first_audio_p50_s": _pct(lat, 50), "first_audio_p95_s": _pct(lat, 95),
@@ -298,19 +305,19 @@ def markdown(result: dict) -> str:
              f"voices {result['voices']}, rotate {result['rotate']}; {t['turns']} turns in "
              f"{result['wall_s']} s; load average {result['load_avg_1m']}; overrides {result['overrides']}",
              "", "| family | turns | heard ≤0.25 | right | memory | sensible (unkeyed) | copies | drift | "
-             "empty | cut | false cuts (pause turns) | first audio p50 / p95 s |",
+             "empty | cut | splits / false cuts (pause turns) | first audio p50 / p95 s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, s in [("all", t), *result["per_family"].items()]:
         lines.append(
             f"| {name} | {s['turns']} | {s['heard_ok']}/{s['turns']} | {s['right']}/{s['keyed']} | "
             f"{s['memory_right']}/{s['memory_probes']} | {s['unkeyed_sensible']}/{s['unkeyed']} | "
             f"{s['copies']} | {s['drifts']} | {s['empty']} | {s['cut']} | "
-            f"{s['false_cuts']} ({s['false_cuts_on_pause_turns']}/{s['pause_turns']}) | "
+            f"{s['splits']} / {s['false_cuts']} ({s['false_cuts_on_pause_turns']}/{s['pause_turns']}) | "
             f"{s['first_audio_p50_s']} / {s['first_audio_p95_s']} |")
     lines += ["", "| dialogue | # | voice | script | heard | WER | said | verdict | first audio s |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in result["turns"]:
-        flags = [k for k in ("copy", "parrot", "drift", "empty", "cut", "false_cut") if r[k]]
+        flags = [k for k in ("copy", "parrot", "drift", "empty", "cut", "split", "false_cut") if r[k]]
         verdict = {True: "right", False: "**wrong**", None: "sense" if r["sensible"] else "**nonsense**"}[r["right"]]
         if r["memory"]:
             verdict += " (memory)"

@@ -122,6 +122,14 @@ with would yes you your yours hello hi hey thanks thank please okay ok sure sorr
 great fine nice day today people city capital one two three four five six seven eight nine
 ten eleven twelve twenty thirty forty fifty sixty hundred thousand million millions times
 plus minus many much first last name called live lives like love know think see say said
+free new old big small long little right left time year way man woman child world life hand
+part place case week point number fact water sun moon star sky earth animal dog cat food
+make made go going get got come take give tell ask work call try need feel become leave put
+mean keep let begin seem help talk turn start show hear play run move believe hold bring
+happen write sit stand lose pay meet include continue set learn change lead understand
+watch follow stop create speak read spend grow open walk win offer remember consider appear
+buy wait serve die send expect build stay fall cut reach kill remain suggest raise pass sell
+red blue green yellow black white color colour hot cold warm yes no maybe really always never
 """.split())
 # function words of the languages a small model drifts into (Portuguese, Spanish, French,
 # Italian, German, Dutch): seen in issue 19, "Nossa mesaura, amo." then "Não, não. Não."
@@ -137,9 +145,10 @@ het een en niet ik je wij dank
 
 def is_drift(reply: str) -> bool:
     """Is ``reply`` not English? Letters outside ASCII (ã, é, ü, CJK, …), or at least as
-    many foreign function words as English ones, or three or more words, one in lower
+    many foreign function words as English ones, or four or more words, one in lower
     case, none of them a common English word. Short replies ("Paris.", "Fifty-six.") and
-    names alone count as English."""
+    names alone count as English. Independent of the reply guard's detector (lingua in
+    ``avatar_agent/llm/guards.py``), so the benchmark sees what the guard lets through."""
     text = unicodedata.normalize("NFKC", reply)
     letters = [c for c in text if c.isalpha()]
     if any(ord(c) > 127 for c in letters):
@@ -147,11 +156,13 @@ def is_drift(reply: str) -> bool:
     raw = re.findall(r"[A-Za-z']+", text)
     words = [w.lower() for w in raw]
     english = sum(w in _ENGLISH for w in words)
-    foreign = sum(w in _FOREIGN for w in words)
+    # French/Italian elisions (l'aujour, d'Allemagne, qu'il, dell'anno) count as foreign
+    foreign = sum(w in _FOREIGN or bool(re.match(r"(l|d|qu|j|c|n|dell|all|nell)'[a-z]", w)) for w in words)
     if foreign and foreign >= english:
         return True
-    # names alone ("Lisbon, Portugal, Europe") are no language: a lower-case word must be there
-    return len(words) >= 3 and english == 0 and any(w[0].islower() for w in raw)
+    # names alone ("Lisbon, Portugal, Europe") are no language: a lower-case word must be
+    # there; four words at least, as misheard echoes ("Dubel free, eh?") are English junk
+    return len(words) >= 4 and english == 0 and any(w[0].islower() for w in raw)
 
 
 def is_cut(reply: str, interrupted: bool) -> bool:

@@ -227,9 +227,10 @@ def _cut_at_pauses(pcm: np.ndarray, target_s: float = 5.5, min_gap_s: float = 0.
     return clips
 
 
-def human_clips() -> list[Clip]:
+def human_clips(count: int = 6) -> list[Clip]:
     """The human dialogue: the Beckett recording whole (its own pauses of 0.7–1.1 s inside)
-    and *A Tale of Two Cities* cut at pauses into clips of about 6 s."""
+    and *A Tale of Two Cities* cut at pauses into clips of about 6 s; the first ``count``
+    (6: the full run stays within 10 minutes)."""
     import soundfile as sf
     from moonshine_voice import __file__ as moonshine_init
 
@@ -240,4 +241,4 @@ def human_clips() -> list[Clip]:
     pcm, rate = sf.read(str(assets / "two_cities.wav"), dtype="float32")
     for k, part in enumerate(_cut_at_pauses(_to16k(pcm if pcm.ndim == 1 else pcm.mean(axis=1), rate))):
         out.append(Clip(degrade(part, "clean"), "human", f"two_cities.wav#{k}", TWO_CITIES, True))
-    return out
+    return out[:count]

@@ -64,13 +64,15 @@ def test_copy_at_any_length():
 
 
 @pytest.mark.parametrize("reply", ["Nossa mesaura, amo.", "Não, não. Não.", "Je suis un robot.",
-                                   "Eu não pode ser Anna, que está no Brasil.", "Das ist nicht gut."])
+                                   "Eu não pode ser Anna, que está no Brasil.", "Das ist nicht gut.",
+                                   "L'aujour d'Allemagne, eh?", "Eu esta amigo, Anna."])
 def test_drift_catches_other_languages(reply):
     assert score.is_drift(reply)
 
 
 @pytest.mark.parametrize("reply", ["The history of Rome.", "Paris.", "Fifty-six.", "Lisbon, Portugal, Europe.",
-                                   "Seven times eight is fifty-six.", "Your name is Anna.", "Moo!"])
+                                   "Seven times eight is fifty-six.", "Your name is Anna.", "Moo!",
+                                   "Dubel free, eh?"])
 def test_drift_leaves_english_alone(reply):
     assert not score.is_drift(reply)
 
@@ -103,6 +105,9 @@ def test_turn_row_from_transcript_lines_counts_a_false_cut():
     assert drifted["right"] is False  # the name is there, the language is not
     fine = bench._score_turn(probe, [{"user": "What is my name?", "assistant": "Your name is Anna."}], [])
     assert fine["right"] is True and not fine["false_cut"]
+    rejoined = bench._score_turn(pt, [{**recs[0], "merged": True},
+                                      {**recs[1], "user": "Hello. My name is Anna and I live in Lisbon."}], [])
+    assert rejoined["split"] and not rejoined["false_cut"] and rejoined["wer"] == 0.0
     total = bench.summarise([row, drifted, fine])
     assert (total["memory_probes"], total["memory_right"], total["false_cuts"], total["drifts"]) == (2, 1, 1, 2)
 
