@@ -10,7 +10,7 @@ the avatar heard and said, and its timings, come from the JSONL transcript.
 
 Per turn and in total (and per voice family): heard (WER against the script; turns with
 WER ≤ 0.25), right (answer key), memory (probes right), copies (a reply equal to an
-earlier one, any length), parrots (the reply repeats the question), language drift,
+earlier one, any length), parrots (the reply repeats the user's words), language drift,
 empty and cut replies, splits (the VAD committed inside one utterance) and false cuts
 (the pieces stayed separate turns, not rejoined), end of speech →
 first reply audio at the speaker p50/p95. Writes ``benchmarks/out/conversation-*.json``
@@ -50,13 +50,14 @@ sys.path.insert(0, str(HERE))
 import avdevices  # noqa: E402
 import conversation_score as score  # noqa: E402
 from conversation_set import DIALOGUES, Turn  # noqa: E402
-from conversation_voices import FAMILIES, Clip  # noqa: E402
+from conversation_voices import BECKETT, FAMILIES, TWO_CITIES, Clip  # noqa: E402
 
 OUT = HERE / "out"
 HEARD_OK = 0.25       # a turn counts as heard when its WER is at most this
 SETTLE_S = 1.0        # listening, and no new transcript line, this long: the turn is over
 TURN_TIMEOUT_S = 90.0
 _STATE = re.compile(r"\bstate (listening|thinking|speaking)\b")
+_HUMAN_FILES = {BECKETT: ("beckett.wav",), TWO_CITIES: ("two_cities.wav",)}
 
 
 @dataclass
@@ -204,7 +205,7 @@ def _score_turn(pt: PlannedTurn, recs: list[dict], earlier: list[str]) -> dict:
     m = last.get("metrics") or {}
     empty = not said
     copy = score.is_copy(said, earlier)
-    parrot = bool(said) and score.normalise(said) == score.normalise(heard)
+    parrot = score.is_parrot(said, heard)
     drift = bool(said) and score.is_drift(said)
     right = score.key_match(said, t.key, t.exact)
     if right is not None:  # "Eu não pode ser Anna" names Anna, but not for this listener
@@ -353,8 +354,6 @@ def run(cfg, families: list[str] | None = None, rotate: str = "turn", limit: int
             runs.append(info)
     finally:
         avdevices.stop()
-    per_family = {f: summarise([r for r in rows if r["family"] == f]) for f in families
-                  if any(r["family"] == f for r in rows)}
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -362,16 +361,52 @@ def run(cfg, families: list[str] | None = None, rotate: str = "turn", limit: int
         "llm": f"{cfg.llm.provider}:{cfg.llm.llama_cpp.model}", "stt": cfg.stt.provider,
         "tts": cfg.tts.provider, "voices": ",".join(families), "rotate": rotate,
         "overrides": overrides or [], "wall_s": round(time.monotonic() - t0, 1),
-        "total": summarise(rows), "per_family": per_family, "dialogues": runs, "turns": rows,
-        "work_dir": str(work),
+        "dialogues": runs, "turns": rows, "work_dir": str(work),
     }
-    (OUT / f"conversation-{stamp}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False),
-                                                   encoding="utf-8")
+    return _write(result, OUT / f"conversation-{stamp}")
+
+
+def _write(result: dict, stem: Path) -> dict:
+    """Add the totals to ``result``, write ``stem``.json and .md; return the totals."""
+    rows = result["turns"]
+    families = [f for f in FAMILIES if any(r["family"] == f for r in rows)]
+    result["total"] = summarise(rows)
+    result["per_family"] = {f: summarise([r for r in rows if r["family"] == f]) for f in families}
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     md = markdown(result)
-    (OUT / f"conversation-{stamp}.md").write_text(md, encoding="utf-8")
+    stem.with_suffix(".md").write_text(md, encoding="utf-8")
     print(md, file=sys.stderr)
     return {k: result[k] for k in ("date", "llm", "voices", "rotate", "wall_s", "total", "per_family")} | {
-        "report": str(OUT / f"conversation-{stamp}.md")}
+        "report": str(stem.with_suffix(".md"))}
+
+
+def rescore(report: Path) -> dict:
+    """Score a finished run again from its transcripts (after a change to the keys or the
+    scoring): reads ``report`` (a conversation-*.json), writes ``*-rescored.json``/``.md``."""
+    result = json.loads(report.read_text(encoding="utf-8"))
+    work = Path(result["work_dir"])
+    by_name = {d.name: d for d in DIALOGUES}
+    rows, lines, seen = [], {}, {}
+    for old in result["turns"]:
+        name = old["dialogue"]
+        if name not in lines:
+            path = work / f"{name.replace('/', '_')}.jsonl"
+            lines[name] = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            seen[name] = 0
+        recs = lines[name][seen[name]: seen[name] + old["records"]]
+        seen[name] += old["records"]
+        d = by_name.get(name.split("/")[0])
+        if d is None:  # a human recording: its passage and its stand-in turn
+            turn = Turn(old["script"], "human")
+            passage = next(p for p in (BECKETT, TWO_CITIES) if old["voice"].split("#")[0] in _HUMAN_FILES[p])
+            clip = Clip(np.zeros(0, np.float32), old["family"], old["voice"], passage, True)
+        else:
+            turn = d.turns[old["turn"] - 1]
+            clip = Clip(np.zeros(0, np.float32), old["family"], old["voice"], turn.script)
+        earlier = [r["said"] for r in rows if r["dialogue"] == name]
+        rows.append({"dialogue": name, "turn": old["turn"], **_score_turn(PlannedTurn(turn, clip), recs, earlier)})
+    result["turns"] = rows
+    return _write(result, report.with_name(report.stem + "-rescored"))
 
 
 def main() -> None:
@@ -386,7 +421,12 @@ def main() -> None:
     ap.add_argument("--rotate", choices=["turn", "dialogue"], default="turn",
                     help="families take turns within dialogues, or one family per dialogue")
     ap.add_argument("--limit", type=int, default=None, help="run only the first N dialogues")
+    ap.add_argument("--rescore", type=Path, metavar="JSON",
+                    help="score a finished run (benchmarks/out/conversation-*.json) again, run nothing")
     args = ap.parse_args()
+    if args.rescore is not None:
+        print(json.dumps(rescore(args.rescore), indent=2))
+        return
     families = [f.strip() for f in args.voices.split(",") if f.strip()]
     unknown = [f for f in families if f not in FAMILIES]
     if unknown:

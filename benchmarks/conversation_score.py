@@ -5,7 +5,7 @@ recording of a known passage against the best-matching span of it (:func:`span_w
 right: the reply matches an answer key (:func:`key_match`). copy: the reply equals an
 earlier reply once normalised, at any length (:func:`is_copy`). drift: the reply is not
 English (:func:`is_drift`: letters outside ASCII, or foreign function words and no
-English ones). Tested in ``tests/test_bench_conversation.py``.
+English ones). parrot: the reply repeats the user's words (:func:`is_parrot`). Tested in ``tests/test_bench_conversation.py``.
 """
 
 from __future__ import annotations
@@ -141,6 +141,15 @@ il lo gli della che sono non per una ciao grazie è
 der die das und ist nicht ich du wir ein eine zu mit danke ja nein
 het een en niet ik je wij dank
 """.split()) - _ENGLISH
+
+
+def is_parrot(reply: str, heard: str) -> bool:
+    """``reply`` repeats the user: all of what was heard, or three or more of its words in
+    a row and nothing else ("The age of wisdom." after "… it was the age of wisdom")."""
+    said, user = normalise(reply), normalise(heard)
+    if not said:
+        return False
+    return said == user or (len(said.split()) >= 3 and f" {said} " in f" {user} ")
 
 
 def is_drift(reply: str) -> bool:

@@ -63,6 +63,15 @@ def test_copy_at_any_length():
     assert not score.is_copy("", [""])
 
 
+def test_parrot_repeats_the_user():
+    heard = "It was the best of times. It was the worst of times. It was the age of wisdom."
+    assert score.is_parrot("The age of wisdom.", heard)
+    assert score.is_parrot("Hello.", "Hello.")
+    assert not score.is_parrot("Blue.", "Say just the word blue.")
+    assert not score.is_parrot("The age of reason.", heard)
+    assert not score.is_parrot("", heard)
+
+
 @pytest.mark.parametrize("reply", ["Nossa mesaura, amo.", "Não, não. Não.", "Je suis un robot.",
                                    "Eu não pode ser Anna, que está no Brasil.", "Das ist nicht gut.",
                                    "L'aujour d'Allemagne, eh?", "Eu esta amigo, Anna."])
