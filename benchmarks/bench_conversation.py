@@ -56,6 +56,7 @@ OUT = HERE / "out"
 HEARD_OK = 0.25       # a turn counts as heard when its WER is at most this
 SETTLE_S = 1.0        # listening, and no new transcript line, this long: the turn is over
 TURN_TIMEOUT_S = 90.0
+DEAF_S = 8.0          # still listening this long after the clip, no state change: heard nothing
 _STATE = re.compile(r"\bstate (listening|thinking|speaking)\b")
 _HUMAN_FILES = {BECKETT: ("beckett.wav",), TWO_CITIES: ("two_cities.wav",)}
 
@@ -185,6 +186,8 @@ def _wait_turn(talk: TalkProcess, n0: int, played_t: float) -> list[dict]:
                    and now - seen_t >= SETTLE_S and now - played_t >= SETTLE_S)
         if len(recs) > n0 and settled:
             return recs[n0:]
+        if talk.state == "listening" and talk.state_t < played_t and now - played_t >= DEAF_S:
+            return []  # it never left listening: heard nothing
         time.sleep(0.1)
     return talk.records()[n0:]
 
