@@ -91,7 +91,7 @@ class TalkProcess:
 
     def _follow(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        with open(self.log, "a", encoding="utf-8") as fh:
+        with open(self.log, "a", encoding="utf-8", buffering=1) as fh:  # line by line: readable live
             for line in self.proc.stdout:
                 fh.write(line)
                 if line.startswith("listening"):
