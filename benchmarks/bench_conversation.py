@@ -343,9 +343,24 @@ def run(cfg, families: list[str] | None = None, rotate: str = "turn", limit: int
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix=f"conversation-{stamp}-", dir=OUT))
     dialogues = plan(families, rotate, limit, cfg)
-    avdevices.start()
     rows: list[dict] = []
     runs: list[dict] = []
+    loads: list[float] = []
+
+    def result() -> dict:
+        return {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "load_avg_1m": round(max(loads, default=os.getloadavg()[0]), 2),  # the worst seen
+            "llm": f"{cfg.llm.provider}:{cfg.llm.llama_cpp.model}", "stt": cfg.stt.provider,
+            "tts": cfg.tts.provider, "voices": ",".join(families), "rotate": rotate,
+            "overrides": overrides or [], "wall_s": round(time.monotonic() - t0, 1),
+            "dialogues": runs, "turns": rows, "work_dir": str(work),
+            "complete": len(runs) == len(dialogues),
+        }
+
+    stem = OUT / f"conversation-{stamp}"
+    avdevices.start()
     try:
         for name, turns in dialogues:
             conf = cfg.model_copy(deep=True)
@@ -355,22 +370,17 @@ def run(cfg, families: list[str] | None = None, rotate: str = "turn", limit: int
             got, info = _run_dialogue(name, turns, path, work)
             rows += got
             runs.append(info)
+            loads.append(os.getloadavg()[0])
+            if len(runs) < len(dialogues):  # a run stopped half-way still leaves its turns
+                _write(result(), stem, quiet=True)
     finally:
         avdevices.stop()
-    result = {
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "load_avg_1m": round(os.getloadavg()[0], 2),
-        "llm": f"{cfg.llm.provider}:{cfg.llm.llama_cpp.model}", "stt": cfg.stt.provider,
-        "tts": cfg.tts.provider, "voices": ",".join(families), "rotate": rotate,
-        "overrides": overrides or [], "wall_s": round(time.monotonic() - t0, 1),
-        "dialogues": runs, "turns": rows, "work_dir": str(work),
-    }
-    return _write(result, OUT / f"conversation-{stamp}")
+    return _write(result(), stem)
 
 
-def _write(result: dict, stem: Path) -> dict:
-    """Add the totals to ``result``, write ``stem``.json and .md; return the totals."""
+def _write(result: dict, stem: Path, quiet: bool = False) -> dict:
+    """Add the totals to ``result``, write ``stem``.json and .md (``quiet``: without
+    printing the tables); return the totals."""
     rows = result["turns"]
     families = [f for f in FAMILIES if any(r["family"] == f for r in rows)]
     result["total"] = summarise(rows)
@@ -378,7 +388,8 @@ def _write(result: dict, stem: Path) -> dict:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     md = markdown(result)
     stem.with_suffix(".md").write_text(md, encoding="utf-8")
-    print(md, file=sys.stderr)
+    if not quiet:
+        print(md, file=sys.stderr)
     return {k: result[k] for k in ("date", "llm", "voices", "rotate", "wall_s", "total", "per_family")} | {
         "report": str(stem.with_suffix(".md"))}
 
