@@ -304,7 +304,8 @@ def _cell(text: str, n: int = 90) -> str:
 def markdown(result: dict) -> str:
     """The per-turn table and the totals, as markdown."""
     t = result["total"]
-    lines = [f"# Conversation benchmark, {result['date']}", "",
+    lines = [f"# Conversation benchmark, {result['date']}"
+             + ("" if result.get("complete", True) else " (INCOMPLETE: stopped half-way)"), "",
              f"llm `{result['llm']}`, stt `{result['stt']}`, tts `{result['tts']}`; "
              f"voices {result['voices']}, rotate {result['rotate']}; {t['turns']} turns in "
              f"{result['wall_s']} s; load average {result['load_avg_1m']}; overrides {result['overrides']}",
