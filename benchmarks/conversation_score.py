@@ -19,6 +19,7 @@ _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 # British spellings in our script vs the American ones an English STT writes
 _SPELLING = {"favourite": "favorite", "colour": "color", "travelling": "traveling",
              "centre": "center", "metre": "meter"}
+_JOINED = (("good bye", "goodbye"), ("e mail", "email"), ("to day", "today"), ("any more", "anymore"))
 _CONTRACTIONS = {"i'm": "i am", "it's": "it is", "what's": "what is", "that's": "that is",
                  "you're": "you are", "don't": "do not", "isn't": "is not", "can't": "cannot",
                  "there's": "there is", "let's": "let us", "i've": "i have", "we're": "we are"}
@@ -45,7 +46,10 @@ def normalise(text: str) -> str:
         w = w.strip("'")
         w = _CONTRACTIONS.get(w, w)
         words.extend(_SPELLING.get(p, p) for p in w.split())
-    return " ".join(w for w in words if w)
+    text = " ".join(w for w in words if w)
+    for split, joined in _JOINED:  # "good-bye" lost its hyphen above: one word, as "goodbye"
+        text = re.sub(rf"\b{split}\b", joined, text)
+    return text
 
 
 def _edits(ref: list[str], hyp: list[str]) -> int:

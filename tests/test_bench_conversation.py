@@ -40,6 +40,7 @@ def test_exact_key_takes_the_word_alone():
 def test_wer_counts_misheard_words_and_forgives_digits_and_spelling():
     assert score.wer("What is seven times eight?", "What is 7 times 8") == 0.0
     assert score.wer("What is my favourite colour?", "What's my favorite color?") == 0.0
+    assert score.wer("Thank you, goodbye!", "Thank you, good-bye.") == 0.0
     assert score.wer("How far away is the moon?", "Our faraway is the moon.") == pytest.approx(0.5)
     assert score.wer("Why is the sea salty?", "Why isn't the seat all this?") > 0.25
     assert score.wer("Hello there", "") == 1.0
