@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-HARNESS = ROOT / "tests" / "harness"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import avdevices  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?", "How are you today?", "What color is the sky?",
@@ -58,31 +59,6 @@ LONG_TEXT = (
     "silver light, which shines on the sea floor to this day. And whenever the whales "
     "sing, the robot hums along, because now it knows the song by heart."
 )
-
-
-def _harness(action: str) -> str:
-    script = HARNESS / "avdevices.sh"
-    if not script.is_file():
-        raise SystemExit(f"bench latency needs the device harness at {HARNESS}")
-    env_dir = f"/tmp/avdevices-aa-bench-{os.getuid()}-{os.getpid()}"
-    return subprocess.run([str(script), action], env={**os.environ, "AVDEV_DIR": env_dir},
-                          capture_output=True, text=True, check=True, timeout=60).stdout
-
-
-def _start_harness() -> dict[str, str]:
-    out = _harness("start")
-    env = {}
-    for line in out.splitlines():
-        if line.startswith("export ") and "=" in line:
-            key, _, value = line[7:].partition("=")
-            env[key] = value.strip("'\"")
-    os.environ.update(env)
-    if "sounddevice" in sys.modules:  # PortAudio must re-read ALSA with the env set
-        import sounddevice as sd
-
-        sd._terminate()
-        sd._initialize()
-    return env
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -127,7 +103,6 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     asks = [who[i % len(who)] for i in range(turns)]
     espeak = []
     if "espeak" in asks:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         from make_questions import fixture_set
 
         espeak = [pcm for _, pcm in fixture_set()]
@@ -142,8 +117,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
     try:
         await asyncio.sleep(1.0)
         for i, wav in enumerate(wavs):
-            player = await asyncio.create_subprocess_exec(
-                "paplay", "--device=user_mouth", "--channel-map=mono", str(wav))
+            player = await asyncio.create_subprocess_exec(*avdevices.play_cmd(wav))
             await player.wait()
             deadline = time.monotonic() + 120
             while len(conv.turns) <= i and time.monotonic() < deadline:  # noqa: ASYNC110 - polls the conversation
@@ -216,7 +190,7 @@ async def _session(cfg, turns: int, reply_s: float, work: Path, voices: str = "p
 
 def run(cfg, turns: int = 20, reply_s: float = 20.0, voices: str = "espeak") -> dict:
     """Run both measurements with ``cfg`` (the embedded stack by default); returns numbers."""
-    _start_harness()
+    avdevices.start()
     # the reply's length does not change the time to its first frame; short replies only
     # keep 20+ turns within minutes
     cfg.llm.max_tokens = min(cfg.llm.max_tokens, 40)
@@ -226,7 +200,7 @@ def run(cfg, turns: int = 20, reply_s: float = 20.0, voices: str = "espeak") -> 
             cfg.transcript.path = Path(tmp) / "bench.jsonl"
             result = asyncio.run(_session(cfg, turns, reply_s, Path(tmp), voices))
     finally:
-        _harness("stop")
+        avdevices.stop()
     result.update(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   load_avg_1m=round(os.getloadavg()[0], 2),
                   llm_threads=cfg.llm.llama_cpp.n_threads,
