@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", parents=[common], help="measure stage speeds on this machine")
     p.add_argument("what", nargs="*", default=["all"],
-                   help="providers, lipsync, latency or all")
+                   help="an area of benchmarks/ (providers, lipsync, latency, conversation, ...) or all")
     return parser
 
 
