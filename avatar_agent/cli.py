@@ -20,7 +20,8 @@ from pathlib import Path
 import yaml
 
 from .config import Config, load_config
-from .errors import AvatarError, InputError, ProviderError, quit_exit_code
+from . import signals
+from .errors import QUIT_IS_DONE, AvatarError, InputError, ProviderError, quit_exit_code
 
 log = logging.getLogger("avatar_agent")
 
@@ -268,9 +269,10 @@ def _exit_now_if_busy(code: int) -> int:
     """Exit at once when a model call still runs on a worker thread (quit while loading
     or thinking): everything of ours is closed by now, and the interpreter's teardown
     would only wait for, or race with, native code that nobody needs any more."""
-    from .workers import busy
-
-    running = busy()
+    # no import here: a quit signal may have cut an import short (asyncio's, say), and
+    # importing again after that fails; workers not imported yet means none is running
+    workers = sys.modules.get(f"{__package__}.workers")
+    running = workers.busy() if workers is not None else []
     if not running:
         return code
     log.info("exiting with model calls still running", extra={"workers": running})
@@ -342,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (the quit signals are set up by
     :func:`avatar_agent.entry.run`, the process's entry point)."""
     args = build_parser().parse_args(argv)
+    signals.for_command(quit_exits=args.command in QUIT_IS_DONE)
     _setup_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import signals
 from .audio.capture import MicCapture
 from .audio.io import rms_db
 from .audio.playback import Playback, Scheduled
@@ -626,6 +627,7 @@ async def _talk(cfg: Config, window: bool) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        signals.take_back()  # a quit signal in the tear-down exits at once
         mic.close()
         playback.close()
         if presenter is not None:

@@ -36,6 +36,7 @@ from aiohttp import web
 from aioice import ice as aioice_ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from .. import signals
 from ..config import Config
 from ..errors import AvatarError
 from ..live import Conversation, tune_allocator
@@ -681,6 +682,7 @@ async def _serve(cfg: Config) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        signals.take_back()  # a quit signal in the tear-down exits at once
         if runner is not None:
             await runner.cleanup()
         await pipeline.aclose()
