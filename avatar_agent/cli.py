@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from .config import Config, load_config
 from . import signals
+from .config import Config, load_config
 from .errors import QUIT_IS_DONE, AvatarError, InputError, ProviderError, quit_exit_code
 
 log = logging.getLogger("avatar_agent")

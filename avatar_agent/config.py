@@ -197,6 +197,9 @@ class LLMConfig(_Section):
     copy_ngram: int = Field(
         6, ge=0, description="A reply repeating this many words of a recent answer is cut or asked again (0 = off)."
     )
+    language: str | None = Field(
+        "en", description="A reply clearly in another language is asked again, never spoken (ISO 639-1; null = off)."
+    )
     llama_cpp: LlamaCppConfig = LlamaCppConfig()
     openai: OpenAILLMConfig = OpenAILLMConfig()
 

@@ -31,6 +31,7 @@ from .config import Config
 from .errors import StageTimeout
 from .lipsync.base import LipSyncEngine
 from .llm.base import LLM, ChatHistory, RambleGuard
+from .llm.guards import LanguageCheck
 from .llm.splitter import split_sentences, split_text
 from .models import ModelStore
 from .stt.base import STT, STTStream
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 SILENCE_DB = -50.0
 HEARD_NOTHING = "Sorry, I didn't hear anything. Could you say that again?"
 COULD_NOT_ANSWER = "Sorry, I could not answer that just now. Please try again."
+SAY_AGAIN = "Sorry, could you say that again?"  # no reply worth hearing (foreign, empty)
+APOLOGIES = (HEARD_NOTHING, COULD_NOT_ANSWER, SAY_AGAIN)  # never kept in the history
+_ASK_AGAIN = ("copy", "language", "empty")  # the guard's reasons to ask the LLM again
 _QUEUE = 4  # bounded queues between stages: back-pressure, little latency
 _HEAD_S = 0.3  # a reply's first chunk is drawn and played in two: this much, then the rest
 
@@ -106,6 +110,8 @@ class Pipeline:
         self.transcript = transcript or TranscriptLog(cfg.transcript.path)
         self._lipsync = Worker("lipsync")   # engine math off the loop, one thread
         self._canned: dict[str, list[SpeechChunk]] = {}  # the apologies, made at warm-up
+        # the reply's language check (llm.language; None: off)
+        self.language = LanguageCheck(cfg.llm.language) if cfg.llm.language else None
 
     @classmethod
     def from_config(cls, cfg: Config, store: ModelStore | None = None) -> Pipeline:
@@ -155,7 +161,9 @@ class Pipeline:
             await stream.result()
             await stream.aclose()
         await self.llm.complete(self.history.messages("Hello."), max_tokens=1, temperature=0.0)
-        for text in (COULD_NOT_ANSWER, HEARD_NOTHING):
+        if self.language is not None:
+            self.language.load()
+        for text in APOLOGIES:
             self._canned[text] = [c async for c in self.tts.synthesize(text)]
         for chunk in self._canned[COULD_NOT_ANSWER][:1]:
             await self.render(state, chunk)
@@ -165,6 +173,8 @@ class Pipeline:
     def remember(self, user_text: str, heard: str) -> None:
         """Add a finished turn to the history, and have the LLM read the new history while
         the user listens and speaks (the next reply then reads only its question)."""
+        if heard.strip() in APOLOGIES:  # "Sorry, could you say that again?" teaches nothing
+            return
         self.history.add(user_text, heard)
         self.llm.prefill(self.history.context())
 
@@ -271,16 +281,20 @@ class Pipeline:
         llm_failed: list[Exception] = []
 
         async def deltas() -> AsyncIterator[TextDelta]:
-            # a looping, copying or endless reply is cut (RambleGuard); a reply that starts
-            # as a copy of an earlier answer is asked again without the history, and that
-            # answer stands (the same question asked again may well get the same answer);
-            # a stall after the first words ends the reply there
+            # a looping, copying or endless reply is cut (RambleGuard). A reply that starts
+            # as a copy of an earlier answer, in another language than llm.language, or
+            # empty is asked again without the history (the usual cause: a small model
+            # imitates its own turns), and a copy then stands (the same question asked
+            # again may well get the same answer); a fresh reply still foreign or empty is
+            # never spoken: the user is asked to say it again. A stall after the first
+            # words ends the reply there.
             c = self.cfg.llm
             fresh = [messages[0], messages[-1]]
             for attempt in (messages, fresh):
-                previous = self.history.answers()[-2:] if attempt is messages else []
+                previous = self.history.answers() if attempt is messages else []
                 guard = RambleGuard(loop_ngram=c.loop_ngram, copy_ngram=c.copy_ngram,
-                                    max_words=c.max_spoken_words, previous=previous)
+                                    max_words=c.max_spoken_words, previous=previous,
+                                    foreign=self.language.foreign if self.language else None)
                 said = False
                 stream = self._paced("llm", "llm_first_s", "llm_stall_s", self.llm.stream(
                     attempt, max_tokens=c.max_tokens, temperature=c.temperature))
@@ -308,8 +322,13 @@ class Pipeline:
                     said = True
                     yield TextDelta(text)
                 if guard.stopped:
-                    log.info("reply cut: %s", guard.stopped)
-                if guard.stopped != "copy" or said or attempt is fresh:
+                    metrics.guards.append(guard.stopped if attempt is messages else f"{guard.stopped} again")
+                    log.info("reply %s: %s%s", "cut" if said else "not spoken", guard.stopped,
+                             f" ({guard.language})" if guard.language else "")
+                if said or guard.stopped not in _ASK_AGAIN:
+                    return
+                if attempt is fresh and guard.stopped != "copy":
+                    yield TextDelta(SAY_AGAIN)  # no reply worth hearing came
                     return
 
         async def think() -> None:

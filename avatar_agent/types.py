@@ -128,6 +128,7 @@ class TurnMetrics:
     frames_dropped: int = 0
     av_offsets_ms: list[float] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)
+    guards: list[str] = field(default_factory=list)  # why the reply guard stopped a reply ("copy", "language again", ...)
 
     def as_dict(self) -> dict:
         """Plain dict for JSONL / logs (rounded to ms)."""
@@ -138,7 +139,7 @@ class TurnMetrics:
             elif isinstance(value, dict):
                 out[key] = {k: round(v, 4) for k, v in value.items()}
             elif isinstance(value, list):
-                out[key] = [round(v, 2) for v in value]
+                out[key] = [round(v, 2) if isinstance(v, float) else v for v in value]
             else:
                 out[key] = value
         return out

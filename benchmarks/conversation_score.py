@@ -160,7 +160,7 @@ def is_drift(reply: str) -> bool:
     """Is ``reply`` not English? Letters outside ASCII (ã, é, ü, CJK, …), or at least as
     many foreign function words as English ones, or four or more words, one in lower
     case, none of them a common English word. Short replies ("Paris.", "Fifty-six.") and
-    names alone count as English. Independent of the reply guard's detector (lingua in
+    names alone count as English. Independent of the reply guard's detector (py3langid in
     ``avatar_agent/llm/guards.py``), so the benchmark sees what the guard lets through."""
     text = unicodedata.normalize("NFKC", reply)
     letters = [c for c in text if c.isalpha()]

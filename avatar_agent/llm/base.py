@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from ..errors import AvatarError, ProviderError
 from ..types import TextDelta
@@ -114,10 +114,15 @@ class ChatHistory:
 
 _PUNCT = re.compile(r"[^\w']+")
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*$")
+_SENTENCES = re.compile(r"[^.!?…]+[.!?…]*")
 
 
 def _norm(word: str) -> str:
     return _PUNCT.sub("", word.lower())
+
+
+def _words_of(text: str) -> list[str]:
+    return [w for w in map(_norm, text.split()) if w]
 
 
 def _grams(words: list[str], n: int) -> set[tuple[str, ...]]:
@@ -137,22 +142,45 @@ class RambleGuard:
     ``loop_ngram``: stop when an n-gram of this many words repeats within the reply (0
     off). ``copy_ngram``: stop when an n-gram of this many words of an earlier answer
     reappears (0 off). ``max_words``: end at the first sentence end after this many
-    words, and cut at 1.25x that in any case (0 off). :attr:`stopped` says why it
-    stopped (``loop``, ``copy``, ``length``) or is None.
+    words, and cut at 1.25x that in any case (0 off).
+
+    The reply's head (its first sentence, or its first ``head_words`` words) is held
+    until it can be judged, because two failures are only visible there: a short copy
+    ("The history of Rome." three times in a row, shorter than any n-gram; issue 19),
+    caught when the first sentence equals a sentence of an earlier answer once
+    normalised, at any length; and a reply in another language, when ``foreign``
+    (text -> a language code or None, :class:`~avatar_agent.llm.guards.LanguageCheck`)
+    names one. A reply with no word at all ("", "...") is ``empty``. :attr:`stopped`
+    says why it stopped (``loop``, ``copy``, ``language``, ``empty``, ``length``) or is
+    None; on ``copy``, ``language`` and ``empty`` nothing of the reply was passed on.
     """
 
     def __init__(self, *, loop_ngram: int = 4, copy_ngram: int = 6, max_words: int = 60,
-                 previous: list[str] | tuple[str, ...] = ()) -> None:
+                 previous: list[str] | tuple[str, ...] = (),
+                 foreign: Callable[[str], str | None] | None = None, head_words: int = 4) -> None:
         self.loop_ngram = loop_ngram
         self.copy_ngram = copy_ngram
         self.max_words = max_words
+        self.foreign = foreign
+        self.head_words = head_words
         self.stopped: str | None = None
+        self.language: str | None = None  # the foreign language found (stopped == "language")
         self._prev: set[tuple[str, ...]] = set()
         self._prefixes: set[tuple[str, ...]] = set()
+        # earlier answers, normalised: whole, and their sentences of 3+ words (a reply may
+        # begin with "Yes." or "Hello!" again and go on to say something new)
+        self._answers: set[tuple[str, ...]] = set()
+        self._sentences: set[tuple[str, ...]] = set()
         if copy_ngram > 0:
             for answer in previous:
-                for gram in _grams([w for w in map(_norm, answer.split()) if w], copy_ngram):
+                for gram in _grams(_words_of(answer), copy_ngram):
                     self._add(gram, self._prev)
+                if words := _words_of(answer):
+                    self._answers.add(tuple(words))
+                self._sentences.update(tuple(s) for s in map(_words_of, _SENTENCES.findall(answer)) if len(s) >= 3)
+        self._copy_open = bool(self._answers)  # the first sentence is not judged yet
+        self._lang_open = foreign is not None     # nor the language of the first words
+        self._head_open = self._copy_open or self._lang_open
         self._own: set[tuple[str, ...]] = set()
         self._buf = ""     # text not passed on yet
         self._pos = 0      # where unparsed words start in _buf
@@ -187,8 +215,23 @@ class RambleGuard:
         return self._release()
 
     def flush(self) -> str:
-        """End of the reply: the text still held (nothing if it was cut)."""
+        """End of the reply: the text still held (nothing if it was cut or is empty)."""
         if self.stopped is not None:
+            return ""
+        tail = re.search(r"\S+\s*$", self._buf[self._pos:])
+        if tail is not None:  # the last word, which no space followed
+            start = self._pos + tail.start()
+            word = tail.group().rstrip()
+            cut = self._word(word, start, start + len(word))
+            if cut is not None:
+                out, self._buf, self._words = self._buf[:max(0, cut)], "", []
+                return out
+        if self._count == 0:
+            self.stopped = "empty"
+        elif self._head_open:  # the whole reply is its head: judged now
+            self._judge_head(len(self._buf), sentence_end=False, final=True)
+        if self.stopped is not None:
+            self._buf, self._words = "", []
             return ""
         out, self._buf, self._pos, self._words = self._buf, "", 0, []
         return out
@@ -202,6 +245,8 @@ class RambleGuard:
         self._count += 1
         self._words.append((word, start))
         words = [w for w, _ in self._words]
+        if self._head_open and (cut := self._judge_head(end, sentence_end=bool(_SENTENCE_END.search(raw)))) is not None:
+            return cut
         for n, seen, why in ((self.loop_ngram, self._own, "loop"),
                              (self.copy_ngram, self._prev, "copy")):
             if n > 0 and len(words) >= n and tuple(words[-n:]) in seen:
@@ -216,8 +261,31 @@ class RambleGuard:
             return end
         return None
 
+    def _judge_head(self, end: int, *, sentence_end: bool, final: bool = False) -> int | None:
+        """Judge the held head; returns 0 (cut: nothing was passed on) when it stops the
+        reply. The copy check is done at the first sentence end: a head that could still
+        grow into an earlier answer's sentence stays held until then. The language check
+        is done at ``head_words`` words (fewer say too little: "Olá, Anna!"). ``final``:
+        the reply ended, whatever is open is judged now."""
+        head = tuple(w for w, _ in self._words)
+        if self._copy_open:
+            if (final and head in self._answers) or ((sentence_end or final) and head in self._sentences):
+                self.stopped = "copy"
+                return 0
+            # "The history of ..." may be the old answer again: held until it is clear
+            self._copy_open = not final and any(s[:len(head)] == head for s in self._answers | self._sentences)
+        if self._lang_open and (len(head) >= self.head_words or final):
+            if lang := self.foreign(self._buf[:end]):  # type: ignore[misc]
+                self.stopped, self.language = "language", lang
+                return 0
+            self._lang_open = False
+        self._head_open = self._copy_open or self._lang_open
+        return None
+
     def _release(self) -> str:
         """Pass on everything before the held run (trailing words that may start a repeat)."""
+        if self._head_open or self._count == 0:
+            return ""  # the head is judged first; nothing but punctuation may be an empty reply
         words = [w for w, _ in self._words]
         held = 0
         for k in range(min(len(words), max(self.loop_ngram, self.copy_ngram) - 1), 0, -1):
