@@ -197,6 +197,10 @@ class LLMConfig(_Section):
     copy_ngram: int = Field(
         6, ge=0, description="A reply repeating this many words of a recent answer is cut or asked again (0 = off)."
     )
+    knowledge: list[str] = Field(
+        [], description="Text/markdown files the answers draw on (BM25 passages per question)."
+    )
+    knowledge_passages: int = Field(3, ge=1, description="Passages of llm.knowledge put into each question.")
     llama_cpp: LlamaCppConfig = LlamaCppConfig()
     openai: OpenAILLMConfig = OpenAILLMConfig()
 
