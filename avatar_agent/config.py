@@ -200,6 +200,10 @@ class LLMConfig(_Section):
     language: str | None = Field(
         "en", description="A reply clearly in another language is asked again, never spoken (ISO 639-1; null = off)."
     )
+    knowledge: list[str] = Field(
+        [], description="Text/markdown files the answers draw on (BM25 passages per question)."
+    )
+    knowledge_passages: int = Field(3, ge=1, description="Passages of llm.knowledge put into each question.")
     llama_cpp: LlamaCppConfig = LlamaCppConfig()
     openai: OpenAILLMConfig = OpenAILLMConfig()
 

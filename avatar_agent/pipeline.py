@@ -30,8 +30,9 @@ from .audio.io import rms_db
 from .config import Config
 from .errors import StageTimeout
 from .lipsync.base import LipSyncEngine
-from .llm.base import LLM, ChatHistory, RambleGuard
+from .llm.base import LLM, ChatHistory, Message, RambleGuard
 from .llm.guards import LanguageCheck
+from .llm.knowledge import Knowledge, with_facts
 from .llm.splitter import split_sentences, split_text
 from .models import ModelStore
 from .stt.base import STT, STTStream
@@ -107,6 +108,8 @@ class Pipeline:
         self.tts = tts                      # sentence -> speech chunks
         self.engine = engine                # speech chunk -> lip-synced frames
         self.history = ChatHistory(cfg.llm.system_prompt, cfg.llm.history_turns)
+        # llm.knowledge: read and indexed now, so a bad file stops the start-up
+        self.knowledge = Knowledge.from_files(cfg.llm.knowledge) if cfg.llm.knowledge else None
         self.transcript = transcript or TranscriptLog(cfg.transcript.path)
         self._lipsync = Worker("lipsync")   # engine math off the loop, one thread
         self._canned: dict[str, list[SpeechChunk]] = {}  # the apologies, made at warm-up
@@ -263,6 +266,15 @@ class Pipeline:
                 metrics.stages["transcript_ready"] = max(0.0, result.done_t - utt.t_end)
         return result
 
+    def prompt(self, user_text: str) -> list[Message]:
+        """The messages for a reply to ``user_text``: history + the text, with the
+        knowledge passages for it in the last message only (the history keeps the bare
+        text, and the prefix llama.cpp has read stays the same)."""
+        messages = self.history.messages(user_text)
+        if self.knowledge is None:
+            return messages
+        return with_facts(messages, self.knowledge.retrieve(user_text, self.cfg.llm.knowledge_passages))
+
     async def respond(self, user_text: str, state: Any, emit: Emit, *, t0: float | None = None,
                       metrics: TurnMetrics | None = None, reply: list[str] | None = None) -> None:
         """Answer ``user_text``: each lip-synced chunk goes to ``emit`` in order, the first
@@ -275,7 +287,7 @@ class Pipeline:
         t0 = time.perf_counter() if t0 is None else t0
         metrics = metrics if metrics is not None else TurnMetrics()
         reply = reply if reply is not None else []
-        messages = self.history.messages(user_text)
+        messages = self.prompt(user_text)
         sentences: asyncio.Queue[Sentence | None] = asyncio.Queue(_QUEUE)
         speech: asyncio.Queue[SpeechChunk | None] = asyncio.Queue(_QUEUE)
         llm_failed: list[Exception] = []

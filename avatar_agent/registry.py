@@ -42,6 +42,8 @@ _MODULE_EXTRAS = {
     "ctranslate2": "local",
     "piper": "local",
     "llama_cpp": "local",
+    "bm25s": "local",  # llm.knowledge
+    "Stemmer": "local",
     "whisper": "whisper",
     "torch": "convert",
     "TTS": "coqui",
