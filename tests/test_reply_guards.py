@@ -18,12 +18,14 @@ import pytest
 
 from avatar_agent import registry
 from avatar_agent.config import Config
-from avatar_agent.llm.base import LLM, RambleGuard
+from avatar_agent.llm.base import LLM
 from avatar_agent.llm.guards import LanguageCheck
 from avatar_agent.pipeline import SAY_AGAIN, Pipeline
 from avatar_agent.transcript import TranscriptLog
 from avatar_agent.turn import TurnOutput, run_turn
 from avatar_agent.types import TextDelta
+
+from .test_ramble import guard_text
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +33,6 @@ def english() -> LanguageCheck:
     check = LanguageCheck("en")
     check.load()
     return check
-
-
-def guard_text(text: str, **kw) -> tuple[str, str | None]:
-    g = RambleGuard(**kw)
-    out = []
-    for k, tok in enumerate(text.split(" ")):
-        out.append(g.push(tok if k == 0 else " " + tok))
-        if g.done:
-            break
-    out.append(g.flush())
-    return "".join(out), g.stopped
 
 
 # ---------------------------------------------------------------- the guard alone
