@@ -135,6 +135,10 @@ class Pipeline:
             t0 = time.perf_counter()
             part.load()
             times[name] = time.perf_counter() - t0
+        if self.language is not None:  # the reply's language check (~1.4 s), off the loop too
+            t0 = time.perf_counter()
+            self.language.load()
+            times["language"] = time.perf_counter() - t0
         return times
 
     async def aload(self) -> dict[str, float]:
@@ -164,8 +168,6 @@ class Pipeline:
             await stream.result()
             await stream.aclose()
         await self.llm.complete(self.history.messages("Hello."), max_tokens=1, temperature=0.0)
-        if self.language is not None:
-            self.language.load()
         for text in APOLOGIES:
             self._canned[text] = [c async for c in self.tts.synthesize(text)]
         for chunk in self._canned[COULD_NOT_ANSWER][:1]:
@@ -303,7 +305,10 @@ class Pipeline:
             c = self.cfg.llm
             fresh = [messages[0], messages[-1]]
             for attempt in (messages, fresh):
-                previous = self.history.answers() if attempt is messages else []
+                # the last two answers: the copies seen were of the turn before ("The history
+                # of Rome." three times in a row); an answer recalled from further back (a
+                # name asked for again) is no copy to ask again without the history
+                previous = self.history.answers()[-2:] if attempt is messages else []
                 guard = RambleGuard(loop_ngram=c.loop_ngram, copy_ngram=c.copy_ngram,
                                     max_words=c.max_spoken_words, previous=previous,
                                     foreign=self.language.foreign if self.language else None)
